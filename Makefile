@@ -1,0 +1,114 @@
+# exshim: non-recursive build.  make | make test | make run | make fuzz | make bench | make lint
+#   BUILD=dir   object/binary directory (default build); helpers may use their own
+#   SAN=1       AddressSanitizer + UndefinedBehaviorSanitizer
+#   WERROR=1    warnings are errors (CI)
+
+BUILD  ?= build
+CC     ?= cc
+CLANG  ?= clang-14
+PKGS   := libevent libevent_openssl openssl krb5-gssapi libconfig
+
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+WARN   := -Wall -Wextra -Wwrite-strings -Wformat=2 -Wshadow -Wpointer-arith -Wmissing-prototypes \
+          -Wstrict-prototypes -Wno-unused-parameter
+OPT    ?= -O2 -g
+CFLAGS_ALL := -std=c11 -D_DEFAULT_SOURCE -D_GNU_SOURCE $(OPT) $(WARN) -I. $(PKG_CFLAGS) \
+              $(if $(WERROR),-Werror) -MMD -MP
+ifeq ($(SAN),1)
+CFLAGS_ALL += -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+LDFLAGS_ALL += -fsanitize=address,undefined
+endif
+LIBS := $(PKG_LIBS) -lhttp_parser
+
+AUTH_SRC  := $(wildcard auth/*.c)
+CONF_SRC  := $(wildcard conf/*.c)
+PROXY_SRC := $(filter-out proxy/main.c,$(wildcard proxy/*.c))
+LAB_SRC   := $(wildcard bench/lab/*.c)
+LOAD_SRC  := $(wildcard bench/load/*.c)
+UNIT_SRC  := $(wildcard tests/unit/test_*.c)
+FUZZ_SRC  := $(wildcard tests/fuzz/fuzz_*.c)
+
+obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
+
+LIBAUTH  := $(BUILD)/libauth.a
+LIBCONF  := $(BUILD)/libconf.a
+LIBPROXY := $(BUILD)/libproxy.a
+
+EXSHIM := $(BUILD)/exshim
+LAB    := $(BUILD)/exshim-lab
+BENCH  := $(BUILD)/exshim-bench
+UNITS  := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
+FUZZERS := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRC))
+
+BINS := $(EXSHIM) $(if $(LAB_SRC),$(LAB)) $(if $(LOAD_SRC),$(BENCH))
+
+.PHONY: all units fuzzers test check run fuzz bench lint clean deps
+all: $(BINS)
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -c -o $@ $<
+
+$(LIBAUTH): $(call obj,$(AUTH_SRC))
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+$(LIBCONF): $(call obj,$(CONF_SRC))
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+$(LIBPROXY): $(call obj,$(PROXY_SRC))
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(EXSHIM): $(call obj,proxy/main.c) $(LIBPROXY) $(LIBAUTH) $(LIBCONF)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS)
+$(LAB): $(call obj,$(LAB_SRC)) $(LIBPROXY) $(LIBAUTH) $(LIBCONF)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS)
+$(BENCH): $(call obj,$(LOAD_SRC)) $(LIBPROXY) $(LIBAUTH) $(LIBCONF)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS)
+
+# Unit tests: one binary per file; static archives mean each links only what it uses.
+$(BUILD)/tests/%: $(call obj,tests/unit/%.c) $(LIBPROXY) $(LIBAUTH) $(LIBCONF)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS) -lcmocka
+units: $(UNITS)
+
+# libFuzzer targets: clang, ASan+UBSan, the pure parsers compiled again with coverage.
+FUZZ_CFLAGS := -std=c11 -D_DEFAULT_SOURCE -D_GNU_SOURCE -g -O1 -I. $(PKG_CFLAGS) \
+               -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
+FUZZ_DEPS := $(AUTH_SRC) proxy/http1.c
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(FUZZ_DEPS)
+	@mkdir -p $(dir $@)
+	$(CLANG) $(FUZZ_CFLAGS) -o $@ $^ $(LIBS)
+fuzzers: $(FUZZERS)
+
+deps:
+	@bash tests/install-deps.sh
+
+test check: deps
+	$(MAKE) all units
+	$(MAKE) fuzzers
+	bash tests/run
+
+fuzz: fuzzers
+	FUZZ_SECONDS=$${FUZZ_SECONDS:-60} bash tests/run --only fuzz
+
+run: deps
+	$(MAKE) all
+	bash tests/make-run.sh
+
+bench: deps
+	$(MAKE) all
+	bash bench/compare
+
+lint:
+	clang-format --dry-run --Werror proxy/*.[ch] auth/*.[ch] conf/*.[ch] bench/lab/*.[ch] 2>&1 | head -50
+	@! grep -nE '\b(strcpy|strcat|sprintf|vsprintf|gets|atoi|atol|strtok|alloca)\(' \
+	    proxy/*.c auth/*.c conf/*.c bench/*/*.c || (echo "banned function"; false)
+	@! grep -ln '#include "proxy/' auth/*.[ch] conf/*.[ch] || (echo "auth/conf include proxy/"; false)
+
+clean:
+	rm -rf $(BUILD)
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

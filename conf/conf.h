@@ -1,0 +1,146 @@
+/*
+ * exshim configuration: plain data, loaded once from a libconfig file, immutable after load.
+ *
+ * conf/ never logs and never exits: conf_load() reports the first problem as
+ * "FILE:LINE: KEY: message" in the caller's buffer.
+ */
+#ifndef CONF_CONF_H
+#define CONF_CONF_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* TLS protocol versions as written in the file ("TLSv1.0" .. "TLSv1.3"): 10, 11, 12, 13. */
+#define CONF_TLS10 10
+#define CONF_TLS11 11
+#define CONF_TLS12 12
+#define CONF_TLS13 13
+
+/* Authentication schemes a route may offer to clients, in the order given. */
+enum conf_scheme {
+    CONF_SCHEME_NTLM = 1,
+    CONF_SCHEME_NEGOTIATE,
+    CONF_SCHEME_BASIC,
+    CONF_SCHEME_DIGEST,
+    CONF_SCHEME_BEARER,
+};
+#define CONF_MAX_OFFER 8
+
+/* Negotiate/NTLM bridging applied on a route (see auth/bridge.h). */
+enum conf_bridge {
+    CONF_BRIDGE_NONE = 0,          /* pass tokens through untouched */
+    CONF_BRIDGE_NTLM_TO_NEGOTIATE, /* client speaks NTLM, backend offers Negotiate only (F1) */
+    CONF_BRIDGE_NEGOTIATE_TO_NTLM, /* client speaks Negotiate, backend offers NTLM only (F3) */
+};
+
+enum conf_log_level { CONF_LOG_ERROR = 0, CONF_LOG_WARN, CONF_LOG_INFO, CONF_LOG_DEBUG };
+
+/* One certificate: a PEM chain file (leaf first, then intermediates) and its key. */
+struct conf_cert {
+    char *chain;
+    char *key;
+};
+
+struct conf_listener {
+    char *name;
+    char *host; /* numeric address from "address": "127.0.0.1", "::1", "0.0.0.0" */
+    char *port; /* decimal port as text; "0" lets the kernel choose (tests) */
+    bool tls;
+    /* Only meaningful when tls: certs[0] is the default, the others are chosen by SNI
+     * (matched against their subject names by proxy/tls.c). */
+    struct conf_cert *certs;
+    size_t ncerts;
+    int min_protocol; /* CONF_TLS1x; default CONF_TLS12 */
+    int max_protocol; /* default CONF_TLS13 */
+    char *ciphers;      /* TLS <= 1.2 cipher list; NULL = OpenSSL default */
+    char *ciphersuites; /* TLS 1.3 suites; NULL = OpenSSL default */
+    bool session_tickets; /* default true */
+    int line;
+};
+
+struct conf_server {
+    char *host;
+    char *port;
+};
+
+struct conf_backend {
+    char *name;
+    struct conf_server *servers;
+    size_t nservers;
+    bool tls;         /* SSL bridging: TLS to the backend */
+    char *ca_file;    /* CA bundle to verify the backend; NULL = system default paths */
+    char *sni;        /* SNI and name to verify; NULL = server host */
+    bool verify;      /* default true */
+    int min_protocol; /* default CONF_TLS12 */
+    int max_protocol; /* default CONF_TLS13 */
+    unsigned connect_timeout_ms; /* default 5000 */
+    bool tcp_keepalive;          /* default true */
+    int line;
+};
+
+struct conf_route {
+    char *path;       /* prefix, e.g. "/rpc"; for the default route the literal "default" */
+    bool is_default;  /* path = "default": used when no prefix matches */
+    char *backend_name;
+    size_t backend;   /* index into conf.backends, resolved by conf_load */
+    /* Schemes offered to clients in order. noffer == 0 and !offer_set: pass the backend's
+     * offers through untouched. */
+    enum conf_scheme offer[CONF_MAX_OFFER];
+    size_t noffer;
+    bool offer_set;
+    enum conf_bridge bridge;
+    /* Timeouts in milliseconds. Defaults: header 30 s; idle (between requests) and body
+     * (silence inside a transaction, including the wait for a response head) 120 s / 300 s,
+     * but 3600 s for both on routes whose path starts with /rpc or /mapi. */
+    unsigned header_timeout_ms;
+    unsigned idle_timeout_ms;
+    unsigned body_timeout_ms;
+    int line;
+};
+
+struct conf {
+    char *file;
+    int workers; /* 0 = "auto" (number of online CPUs) */
+    char *log_file;           /* NULL: stderr only */
+    enum conf_log_level log_level; /* default info */
+    bool access_log;          /* default true */
+    size_t max_header_bytes;  /* default 65536; over it: 431 */
+    size_t max_headers;       /* header line count, default 200 */
+    size_t high_water;        /* relay output high-water mark, default 65536 */
+    unsigned grace_ms;        /* drain period on SIGTERM, default 30000 */
+    struct conf_listener *listeners;
+    size_t nlisteners;
+    struct conf_backend *backends;
+    size_t nbackends;
+    struct conf_route *routes;
+    size_t nroutes;
+};
+
+/*
+ * Parses and validates FILE. On success stores a new struct conf in *conf_out (caller frees
+ * with conf_free) and returns 0. On failure returns -1 and writes one line
+ * "FILE:LINE: KEY: message" (LINE 0 when the problem has no line) into err.
+ * Unknown keys are errors.
+ */
+int conf_load(const char *path, struct conf **conf_out, char *err, size_t errlen);
+
+/* Frees everything conf_load allocated. Accepts NULL. */
+void conf_free(struct conf *conf);
+
+/* Parses a duration: integer seconds, or a string "500ms", "30s", "20m", "2h".
+ * Returns 0 and stores milliseconds, or -1. Exposed for tests and for command-line flags. */
+int conf_parse_duration(const char *text, unsigned *ms_out);
+
+/* Scheme name <-> enum ("NTLM", "Negotiate", "Basic", "Digest", "Bearer"; case-insensitive
+ * on input). conf_scheme_name returns a static string. */
+int conf_scheme_parse(const char *name, enum conf_scheme *out);
+const char *conf_scheme_name(enum conf_scheme s);
+
+/* Route lookup: the longest case-insensitive prefix of PATH (up to '?' if any) among the
+ * routes, else the default route, else NULL. A prefix matches only at a path-segment
+ * boundary or when it ends in '/': "/rpc" matches "/Rpc/RpcProxy.dll" and "/rpc" but not
+ * "/rpcfoo". Borrows both; returns a view into conf. */
+const struct conf_route *conf_route_find(const struct conf *conf, const char *path, size_t len);
+
+#endif
