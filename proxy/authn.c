@@ -1,0 +1,169 @@
+/*
+ * Per-session authentication flow: the proxy side of auth/bridge. Translates between the
+ * session's header slices and evbuffers and the bridge's pure calls, and logs the auth trace
+ * (one line per handshake; never tokens or passwords).
+ */
+#include "proxy/authn.h"
+
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <event2/buffer.h>
+
+#include "auth/bridge.h"
+#include "auth/ntlm.h"
+#include "proxy/log.h"
+
+#define MAX_WWW 16
+
+struct authn {
+    uint64_t sid;
+    struct authbridge *bridge;
+};
+
+static void
+trace_log(struct authn *a)
+{
+    char buf[1024];
+    authbridge_trace_format(a->bridge, buf, sizeof(buf));
+    log_info("auth sid=%" PRIu64 " %s", a->sid, buf);
+}
+
+struct authn *
+authn_new(uint64_t session_id)
+{
+    struct authn *a = calloc(1, sizeof(*a));
+    if (a == NULL)
+        return NULL;
+    a->sid = session_id;
+    a->bridge = authbridge_new();
+    if (a->bridge == NULL) {
+        free(a);
+        return NULL;
+    }
+    return a;
+}
+
+void
+authn_free(struct authn *a)
+{
+    if (a == NULL)
+        return;
+    if (authbridge_trace_pending(a->bridge))
+        trace_log(a);
+    authbridge_free(a->bridge);
+    free(a);
+}
+
+void
+authn_backend_lost(struct authn *a)
+{
+    authbridge_reset(a->bridge);
+}
+
+void
+authn_set_backend_cert(struct authn *a, const unsigned char hash[32])
+{
+    uint8_t md5[16];
+    if (ntlmmsg_cbt_expected(hash, 32, md5) == 0)
+        authbridge_set_expected_cbt(a->bridge, md5);
+}
+
+static const char *
+scheme_of(const char *p, size_t len)
+{
+    static const char *const known[] = {"NTLM", "Negotiate", "Basic", "Digest", "Bearer"};
+    size_t n = 0;
+    while (n < len && p[n] != ' ')
+        n++;
+    for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
+        if (strlen(known[i]) == n && strncasecmp(p, known[i], n) == 0)
+            return known[i];
+    return "other";
+}
+
+static void
+add_header(struct evbuffer *out, const char *name, const char *v, size_t len)
+{
+    evbuffer_add(out, name, strlen(name));
+    evbuffer_add(out, ": ", 2);
+    evbuffer_add(out, v, len);
+    evbuffer_add(out, "\r\n", 2);
+}
+
+enum authn_verdict
+authn_request(struct authn *a, const struct conf_route *route, const struct h1_header *authz,
+              struct evbuffer *head_out, struct evbuffer *local_out, const char **scheme_out,
+              const char **why_out)
+{
+    struct authbridge_req r = {0};
+    enum authn_verdict v = AUTHN_FORWARD;
+
+    if (authz != NULL)
+        *scheme_out = scheme_of(authz->value.p, authz->value.len);
+    if (authbridge_on_request(a->bridge, route, authz ? authz->value.p : NULL,
+                              authz ? authz->value.len : 0, &r) != 0) {
+        *why_out = "out of memory";
+        return AUTHN_LOCAL_400;
+    }
+    switch (r.action) {
+    case AUTHBRIDGE_PASS:
+        if (authz != NULL) {
+            evbuffer_add(head_out, authz->line.p, authz->line.len);
+            evbuffer_add(head_out, "\r\n", 2);
+        }
+        break;
+    case AUTHBRIDGE_REPLACE:
+        /* Keep the client's spelling of the header name; only the value is the bridge's. */
+        evbuffer_add(head_out, authz ? authz->name.p : "Authorization",
+                     authz ? authz->name.len : 13);
+        evbuffer_add(head_out, ": ", 2);
+        evbuffer_add(head_out, r.authorization, r.authorization_len);
+        evbuffer_add(head_out, "\r\n", 2);
+        break;
+    case AUTHBRIDGE_CHALLENGE:
+        for (size_t i = 0; i < r.www.n; i++)
+            add_header(local_out, "WWW-Authenticate", r.www.v[i], r.www.len[i]);
+        v = AUTHN_LOCAL_401;
+        break;
+    case AUTHBRIDGE_REJECT:
+        *why_out = r.why;
+        v = AUTHN_LOCAL_400;
+        break;
+    }
+    if (r.trace_done)
+        trace_log(a);
+    authbridge_req_clear(&r);
+    return v;
+}
+
+bool
+authn_response(struct authn *a, const struct conf_route *route, const struct h1_head *resp,
+               struct evbuffer *head_out)
+{
+    struct authbridge_slice www[MAX_WWW];
+    size_t n = 0;
+    struct authbridge_resp r = {0};
+    bool set = false;
+
+    for (size_t i = 0; i < resp->nheaders && n < MAX_WWW; i++) {
+        if (h1_slice_eq(resp->headers[i].name, "WWW-Authenticate")) {
+            www[n].p = resp->headers[i].value.p;
+            www[n].len = resp->headers[i].value.len;
+            n++;
+        }
+    }
+    if (authbridge_on_response(a->bridge, route, resp->status, www, n, &r) != 0)
+        return false; /* out of memory: the backend's offers pass unchanged */
+    if (r.www_action == AUTHBRIDGE_WWW_SET) {
+        for (size_t i = 0; i < r.www.n; i++)
+            add_header(head_out, "WWW-Authenticate", r.www.v[i], r.www.len[i]);
+        set = true;
+    }
+    if (r.trace_done)
+        trace_log(a);
+    authbridge_resp_clear(&r);
+    return set;
+}

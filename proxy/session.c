@@ -1,0 +1,1230 @@
+/*
+ * Session: one client connection, its pinned backend connection, and the HTTP exchange
+ * between them.
+ *
+ * The two directions run independently (full duplex): the request side reads the client's
+ * head, forwards it and then relays the request body; the response side reads the backend's
+ * head, rewrites authentication offers, forwards it and relays the response body. A backend
+ * may answer (401, 413) before the request body has ended, and an RPC_IN_DATA body flows for
+ * hours with no response at all, so neither side waits for the other except at the start of
+ * the next exchange.
+ *
+ * Bodies are moved between evbuffers with evbuffer_remove_buffer(): chains change owner, no
+ * byte is copied by exshim. Each direction stops reading when the other side's output buffer
+ * passes the high-water mark and resumes when it has drained to half of it.
+ */
+#include "proxy/session.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
+#include <event2/util.h>
+#include <openssl/ssl.h>
+
+#include "proxy/authn.h"
+#include "proxy/http1.h"
+#include "proxy/log.h"
+#include "proxy/tls.h"
+#include "proxy/worker.h"
+
+#define MAX_HEADERS_CAP 1024
+#define MAX_CONN_TOKENS 16
+
+enum req_state {
+    REQ_HEAD, /* waiting for (the rest of) a request head */
+    REQ_BODY, /* relaying the request body to the backend */
+    REQ_DONE, /* request fully forwarded; next head waits for the response to finish */
+};
+
+enum resp_state {
+    RESP_NONE,       /* no exchange in progress */
+    RESP_CONNECTING, /* backend connection being opened; head held in s->pending */
+    RESP_HEAD,       /* waiting for the backend's response head */
+    RESP_BODY,       /* relaying the response body */
+    RESP_CLOSING,    /* flushing the last bytes to the client, then close */
+};
+
+struct session {
+    struct worker *w;
+    uint64_t id;
+    size_t listener;
+    bool tls;
+    struct bufferevent *client;
+    struct bufferevent *backend;
+    struct evbuffer *pending; /* forwarded head kept until the backend connects */
+    struct event *timer;
+    struct authn *auth;
+
+    char peer[INET6_ADDRSTRLEN + 8]; /* "ip:port" for logs */
+    char peer_ip[INET6_ADDRSTRLEN];
+
+    /* pinned backend */
+    const struct conf_backend *be;
+    size_t be_index;
+    size_t server;     /* index in be->servers */
+    size_t tries;      /* servers tried for the current connect */
+    bool be_connected;
+
+    const struct conf_route *route; /* route of the current (or last) exchange */
+    enum req_state req;
+    enum resp_state resp;
+    struct h1_body req_body, resp_body;
+    bool req_head_method; /* request was HEAD */
+    bool client_keep_alive;
+    bool close_after; /* close the client once this response is delivered */
+    int client_minor;
+    bool paused_client, paused_backend;
+    bool reading_head_started; /* some bytes of a new head have arrived */
+    bool closed;               /* session_close ran; memory is freed from the event loop */
+    struct session *next, *prev; /* worker's list, for draining */
+
+    /* access log of the current exchange */
+    char method[32];
+    char path[192];
+    const char *scheme;
+    int status;
+    uint64_t bytes_in, bytes_out;
+    struct timeval t_start;
+    struct timeval last_activity;
+    unsigned timeout_ms;
+};
+
+static void client_read_cb(struct bufferevent *bev, void *arg);
+static void client_write_cb(struct bufferevent *bev, void *arg);
+static void client_event_cb(struct bufferevent *bev, short what, void *arg);
+static void backend_read_cb(struct bufferevent *bev, void *arg);
+static void backend_write_cb(struct bufferevent *bev, void *arg);
+static void backend_event_cb(struct bufferevent *bev, short what, void *arg);
+static void session_close(struct session *s);
+static void process_client(struct session *s);
+
+/* ---- helpers ------------------------------------------------------------------------- */
+
+static void
+touch(struct session *s)
+{
+    event_base_gettimeofday_cached(s->w->base, &s->last_activity);
+}
+
+static void
+arm_timer(struct session *s, unsigned ms)
+{
+    s->timeout_ms = ms;
+    touch(s);
+    struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
+    evtimer_add(s->timer, &tv);
+}
+
+static const struct conf_route *
+current_route(const struct session *s)
+{
+    return s->route;
+}
+
+static unsigned
+header_timeout(const struct session *s)
+{
+    const struct conf_route *r = current_route(s);
+    if (r != NULL)
+        return r->header_timeout_ms;
+    /* Before the first request no route is known: the shortest header timeout applies. */
+    unsigned best = 30000;
+    const struct conf *c = s->w->conf;
+    for (size_t i = 0; i < c->nroutes; i++)
+        if (i == 0 || c->routes[i].header_timeout_ms < best)
+            best = c->routes[i].header_timeout_ms;
+    return best;
+}
+
+static void
+log_access(struct session *s)
+{
+    if (!s->w->conf->access_log || s->method[0] == '\0')
+        return;
+    struct timeval now, d;
+    event_base_gettimeofday_cached(s->w->base, &now);
+    timersub(&now, &s->t_start, &d);
+    const struct conf_server *sv = s->be ? &s->be->servers[s->server] : NULL;
+    log_info("access sid=%" PRIu64 " client=%s method=%s path=%s status=%d in=%" PRIu64
+             " out=%" PRIu64 " ms=%ld backend=%s%s%s%s%s auth=%s",
+             s->id, s->peer, s->method, s->path, s->status, s->bytes_in, s->bytes_out,
+             (long)(d.tv_sec * 1000 + d.tv_usec / 1000), s->be ? s->be->name : "-",
+             sv ? "/" : "", sv ? sv->host : "", sv ? ":" : "", sv ? sv->port : "",
+             s->scheme ? s->scheme : "-");
+    s->method[0] = '\0';
+}
+
+/* Flush what the client has been sent, then close. Reads stop on both sides. */
+static void
+close_after_flush(struct session *s)
+{
+    s->resp = RESP_CLOSING;
+    s->req = REQ_DONE;
+    bufferevent_disable(s->client, EV_READ);
+    if (s->backend != NULL) {
+        bufferevent_free(s->backend);
+        s->backend = NULL;
+    }
+    if (evbuffer_get_length(bufferevent_get_output(s->client)) == 0) {
+        session_close(s);
+        return;
+    }
+    bufferevent_setwatermark(s->client, EV_WRITE, 0, 0);
+    bufferevent_setcb(s->client, NULL, client_write_cb, client_event_cb, s);
+    bufferevent_enable(s->client, EV_WRITE);
+}
+
+/*
+ * Answers the client from exshim itself (errors, local 401/404). The connection closes after
+ * it unless keep is set and the request had no body left to discard.
+ */
+static void
+local_response(struct session *s, int status, const char *reason, const char *body,
+               struct evbuffer *extra_headers, bool keep)
+{
+    struct evbuffer *out = bufferevent_get_output(s->client);
+    size_t blen = strlen(body);
+    size_t before = evbuffer_get_length(out);
+    evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\n", status, reason);
+    if (extra_headers != NULL)
+        evbuffer_add_buffer(out, extra_headers);
+    evbuffer_add_printf(out,
+                        "Server: exshim\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                        "Content-Length: %zu\r\n%s\r\n%s",
+                        blen, keep ? "" : "Connection: close\r\n", body);
+    s->status = status;
+    s->bytes_out += evbuffer_get_length(out) - before;
+    log_access(s);
+    if (keep) {
+        s->resp = RESP_NONE;
+        s->req = REQ_HEAD;
+        s->reading_head_started = false;
+        arm_timer(s, s->route ? s->route->idle_timeout_ms : header_timeout(s));
+        return;
+    }
+    close_after_flush(s);
+}
+
+static void
+local_error(struct session *s, int status, const char *reason, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void
+local_error(struct session *s, int status, const char *reason, const char *fmt, ...)
+{
+    char body[512];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(body, sizeof(body) - 1, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        n = 0;
+    if ((size_t)n > sizeof(body) - 2)
+        n = sizeof(body) - 2;
+    body[n] = '\n';
+    body[n + 1] = '\0';
+    local_response(s, status, reason, body, NULL, false);
+}
+
+static const char *
+reason_for(int status)
+{
+    switch (status) {
+    case 400:
+        return "Bad Request";
+    case 404:
+        return "Not Found";
+    case 408:
+        return "Request Timeout";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 501:
+        return "Not Implemented";
+    case 502:
+        return "Bad Gateway";
+    case 504:
+        return "Gateway Timeout";
+    case 505:
+        return "HTTP Version Not Supported";
+    }
+    return "Error";
+}
+
+/* ---- teardown ------------------------------------------------------------------------ */
+
+static void
+session_free_cb(evutil_socket_t fd, short what, void *arg)
+{
+    free(arg);
+}
+
+/*
+ * The only teardown path. Connections, timer and auth state go at once so no callback can
+ * fire again; the struct itself is freed from the event loop, so callers up the stack may
+ * still test s->closed.
+ */
+static void
+session_close(struct session *s)
+{
+    if (s->closed)
+        return;
+    s->closed = true;
+    log_access(s);
+    if (s->backend != NULL)
+        bufferevent_free(s->backend);
+    if (s->client != NULL)
+        bufferevent_free(s->client);
+    s->backend = s->client = NULL;
+    if (s->pending != NULL)
+        evbuffer_free(s->pending);
+    if (s->timer != NULL)
+        event_free(s->timer);
+    authn_free(s->auth);
+    struct worker *w = s->w;
+    if (s->prev != NULL)
+        s->prev->next = s->next;
+    else
+        w->sessions = s->next;
+    if (s->next != NULL)
+        s->next->prev = s->prev;
+    if (event_base_once(w->base, -1, EV_TIMEOUT, session_free_cb, s, NULL) != 0)
+        free(s); /* nothing can reach it any more */
+    worker_session_gone(w);
+}
+
+static void
+drop_backend(struct session *s)
+{
+    if (s->backend != NULL) {
+        bufferevent_free(s->backend);
+        s->backend = NULL;
+    }
+    s->be_connected = false;
+    authn_backend_lost(s->auth);
+}
+
+/* ---- timers -------------------------------------------------------------------------- */
+
+static void
+timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct session *s = arg;
+    struct timeval now, idle;
+    event_base_gettimeofday_cached(s->w->base, &now);
+    timersub(&now, &s->last_activity, &idle);
+    unsigned long idle_ms = (unsigned long)idle.tv_sec * 1000 + (unsigned long)idle.tv_usec / 1000;
+    if (idle_ms + 5 < s->timeout_ms) {
+        /* There was activity since the timer was set: wait for the rest of the period. */
+        unsigned left = s->timeout_ms - (unsigned)idle_ms;
+        struct timeval tv = {.tv_sec = left / 1000, .tv_usec = (left % 1000) * 1000};
+        evtimer_add(s->timer, &tv);
+        return;
+    }
+    if (s->resp == RESP_NONE && s->req == REQ_HEAD) {
+        if (s->reading_head_started) {
+            log_info("sid=%" PRIu64 " client %s: request head not complete after %u ms, closing",
+                     s->id, s->peer, s->timeout_ms);
+            local_error(s, 408, "Request Timeout", "request head not received in time");
+        } else {
+            log_debug("sid=%" PRIu64 " idle keep-alive connection closed", s->id);
+            session_close(s);
+        }
+        return;
+    }
+    if (s->resp == RESP_CONNECTING || (s->resp == RESP_HEAD && s->status == 0)) {
+        const struct conf_server *sv = &s->be->servers[s->server];
+        log_warnx("sid=%" PRIu64 " backend %s (%s:%s) sent no response in %u ms", s->id,
+                  s->be->name, sv->host, sv->port, s->timeout_ms);
+        local_error(s, 504, "Gateway Timeout",
+                    "exshim: backend %s (%s:%s) did not answer within %u seconds", s->be->name,
+                    sv->host, sv->port, s->timeout_ms / 1000);
+        return;
+    }
+    log_info("sid=%" PRIu64 " no traffic for %u ms inside an exchange, closing", s->id,
+             s->timeout_ms);
+    session_close(s);
+}
+
+/* ---- backend connection -------------------------------------------------------------- */
+
+/* Rendezvous hashing over the pool's servers keyed by the client address: deterministic, so
+ * two exshim instances choose alike, and a client keeps its server while it stays up. */
+static size_t
+choose_server(const struct conf_backend *be, const char *key)
+{
+    size_t best = 0;
+    uint64_t best_w = 0;
+    for (size_t i = 0; i < be->nservers; i++) {
+        uint64_t h = 1469598103934665603ULL;
+        for (const char *p = key; *p; p++)
+            h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+        for (const char *p = be->servers[i].host; *p; p++)
+            h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+        for (const char *p = be->servers[i].port; *p; p++)
+            h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+        h ^= h >> 33;
+        h *= 0xff51afd7ed558ccdULL;
+        h ^= h >> 33;
+        if (i == 0 || h > best_w) {
+            best_w = h;
+            best = i;
+        }
+    }
+    return best;
+}
+
+static int
+backend_connect(struct session *s)
+{
+    const struct conf_server *sv = &s->be->servers[s->server];
+    struct backend_rt *rt = &s->w->backends[s->be_index];
+    struct bufferevent *bev = NULL;
+    (void)sv;
+
+    if (rt->tls != NULL) {
+        const char *sni = s->be->sni ? s->be->sni : sv->host;
+        SSL *ssl = tlsctx_ssl_client(rt->tls, sni, s->be->verify);
+        if (ssl == NULL)
+            return -1;
+        bev = bufferevent_openssl_socket_new(s->w->base, -1, ssl, BUFFEREVENT_SSL_CONNECTING,
+                                             BEV_OPT_CLOSE_ON_FREE);
+        if (bev != NULL)
+            bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+    } else {
+        bev = bufferevent_socket_new(s->w->base, -1, BEV_OPT_CLOSE_ON_FREE);
+    }
+    if (bev == NULL)
+        return -1;
+    s->backend = bev;
+    s->be_connected = false;
+    bufferevent_setcb(bev, backend_read_cb, backend_write_cb, backend_event_cb, s);
+    struct timeval ct = {.tv_sec = s->be->connect_timeout_ms / 1000,
+                         .tv_usec = (s->be->connect_timeout_ms % 1000) * 1000};
+    bufferevent_set_timeouts(bev, NULL, &ct);
+    bufferevent_setwatermark(bev, EV_READ, 0, s->w->conf->high_water);
+    /* Addresses were resolved at start-up: no blocking name lookup on the event loop. */
+    if (bufferevent_socket_connect(bev, (struct sockaddr *)&rt->addr[s->server],
+                                   (int)rt->addrlen[s->server]) != 0) {
+        return -1;
+    }
+    return 0;
+}
+
+static void
+backend_connected(struct session *s)
+{
+    struct bufferevent *bev = s->backend;
+    evutil_socket_t fd = bufferevent_getfd(bev);
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    if (s->be->tcp_keepalive)
+        setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+    bufferevent_set_timeouts(bev, NULL, NULL);
+    s->be_connected = true;
+    s->tries = 0;
+    SSL *ssl = bufferevent_openssl_get_ssl(bev);
+    if (ssl != NULL) {
+        unsigned char h[32];
+        if (tlsctx_peer_hash(ssl, h) == 0)
+            authn_set_backend_cert(s->auth, h);
+    }
+    bufferevent_enable(bev, EV_READ | EV_WRITE);
+    if (s->resp == RESP_CONNECTING) {
+        bufferevent_write_buffer(bev, s->pending);
+        s->resp = RESP_HEAD;
+        if (s->req == REQ_BODY)
+            bufferevent_enable(s->client, EV_READ);
+        process_client(s);
+    }
+}
+
+/* ---- request side -------------------------------------------------------------------- */
+
+static bool
+is_hop_by_hop(struct h1_slice name, const struct h1_slice *conn_tokens, size_t ntok)
+{
+    static const char *const hop[] = {"Connection", "Keep-Alive", "Proxy-Connection", "TE",
+                                      "Upgrade"};
+    for (size_t i = 0; i < sizeof(hop) / sizeof(hop[0]); i++)
+        if (h1_slice_eq(name, hop[i]))
+            return true;
+    for (size_t i = 0; i < ntok; i++)
+        if (name.len == conn_tokens[i].len &&
+            strncasecmp(name.p, conn_tokens[i].p, name.len) == 0)
+            return true;
+    return false;
+}
+
+/* Header names listed in Connection are hop-by-hop too; framing headers are never dropped. */
+static size_t
+connection_tokens(const struct h1_head *h, struct h1_slice *tok, size_t cap)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < h->nheaders; i++) {
+        if (!h1_slice_eq(h->headers[i].name, "Connection"))
+            continue;
+        const char *p = h->headers[i].value.p, *end = p + h->headers[i].value.len;
+        while (p < end && n < cap) {
+            while (p < end && (*p == ' ' || *p == '\t' || *p == ','))
+                p++;
+            const char *st = p;
+            while (p < end && *p != ',' && *p != ' ' && *p != '\t')
+                p++;
+            struct h1_slice t = {st, (size_t)(p - st)};
+            if (t.len > 0 && !h1_slice_eq(t, "Content-Length") &&
+                !h1_slice_eq(t, "Transfer-Encoding") && !h1_slice_eq(t, "Host"))
+                tok[n++] = t;
+        }
+    }
+    return n;
+}
+
+static void
+copy_slice(char *dst, size_t cap, struct h1_slice s)
+{
+    size_t n = s.len < cap - 1 ? s.len : cap - 1;
+    memcpy(dst, s.p, n);
+    dst[n] = '\0';
+}
+
+/* Path of the request target: origin-form as is; absolute-form from its first '/' after the
+ * authority. */
+static struct h1_slice
+target_path(struct h1_slice t)
+{
+    if (t.len > 7 && (strncasecmp(t.p, "http://", 7) == 0 || strncasecmp(t.p, "https://", 8) == 0)) {
+        const char *p = memchr(t.p + 8, '/', t.len - 8);
+        if (p == NULL)
+            return (struct h1_slice){"/", 1};
+        return (struct h1_slice){p, (size_t)(t.p + t.len - p)};
+    }
+    return t;
+}
+
+/* Builds the head sent to the backend into out. Returns false when auth answered locally. */
+static bool
+build_request_head(struct session *s, const struct h1_head *h, struct evbuffer *out)
+{
+    struct h1_slice tok[MAX_CONN_TOKENS];
+    size_t ntok = connection_tokens(h, tok, MAX_CONN_TOKENS);
+    const struct h1_header *authz = NULL, *host = NULL;
+
+    /* request line byte for byte */
+    evbuffer_add(out, h->method.p, (size_t)(h->target.p + h->target.len - h->method.p));
+    evbuffer_add_printf(out, " HTTP/1.%d\r\n", h->version_minor);
+    for (size_t i = 0; i < h->nheaders; i++) {
+        const struct h1_header *x = &h->headers[i];
+        if (is_hop_by_hop(x->name, tok, ntok))
+            continue;
+        if (h1_slice_eq(x->name, "X-Forwarded-For") || h1_slice_eq(x->name, "X-Forwarded-Proto") ||
+            h1_slice_eq(x->name, "X-Forwarded-Host"))
+            continue; /* client copies are not trusted; ours follow */
+        if (h1_slice_eq(x->name, "Host"))
+            host = x;
+        if (h1_slice_eq(x->name, "Authorization")) {
+            if (authz == NULL) {
+                authz = x;
+                continue; /* emitted by authn below, at the end of the head */
+            }
+        }
+        evbuffer_add(out, x->line.p, x->line.len);
+        evbuffer_add(out, "\r\n", 2);
+    }
+
+    struct evbuffer *local = evbuffer_new();
+    const char *why = NULL;
+    enum authn_verdict v =
+        authn_request(s->auth, s->route, authz, out, local, &s->scheme, &why);
+    if (v == AUTHN_LOCAL_401) {
+        local_response(s, 401, "Unauthorized", "exshim: authentication required\n", local,
+                       h->body == H1_BODY_NONE);
+        evbuffer_free(local);
+        return false;
+    }
+    evbuffer_free(local);
+    if (v == AUTHN_LOCAL_400) {
+        local_error(s, 400, "Bad Request", "exshim: %s", why ? why : "bad credentials");
+        return false;
+    }
+
+    evbuffer_add_printf(out, "X-Forwarded-For: %s\r\nX-Forwarded-Proto: %s\r\n", s->peer_ip,
+                        s->tls ? "https" : "http");
+    if (host != NULL) {
+        evbuffer_add(out, "X-Forwarded-Host: ", 18);
+        evbuffer_add(out, host->value.p, host->value.len);
+        evbuffer_add(out, "\r\n", 2);
+    }
+    /* HTTP/1.0 defaults to close; the pinned backend connection must stay open. */
+    if (h->version_minor == 0)
+        evbuffer_add(out, "Connection: keep-alive\r\n", 24);
+    evbuffer_add(out, "\r\n", 2);
+    return true;
+}
+
+/* Starts an exchange from a complete request head at the front of the client's input. */
+static void
+start_request(struct session *s, size_t head_len)
+{
+    struct evbuffer *in = bufferevent_get_input(s->client);
+    const char *buf = (const char *)evbuffer_pullup(in, (ev_ssize_t)head_len);
+    struct h1_header hdrs[MAX_HEADERS_CAP];
+    size_t maxh = s->w->conf->max_headers < MAX_HEADERS_CAP ? s->w->conf->max_headers
+                                                            : MAX_HEADERS_CAP;
+    struct h1_head h;
+    int status = 400;
+    const char *why = NULL;
+
+    event_base_gettimeofday_cached(s->w->base, &s->t_start);
+    s->status = 0;
+    s->scheme = NULL;
+    s->bytes_in = head_len;
+    s->bytes_out = 0;
+    snprintf(s->method, sizeof(s->method), "-");
+    snprintf(s->path, sizeof(s->path), "-");
+
+    if (h1_parse_request(buf, head_len, &h, hdrs, maxh, &status, &why) != H1_OK) {
+        /* Log where the request was cut, never its content. */
+        log_info("sid=%" PRIu64 " client %s: rejected request: %s", s->id, s->peer, why);
+        local_error(s, status, reason_for(status), "exshim: %s", why);
+        return;
+    }
+    copy_slice(s->method, sizeof(s->method), h.method);
+    struct h1_slice path = target_path(h.target);
+    copy_slice(s->path, sizeof(s->path), path);
+    s->req_head_method = h1_slice_eq(h.method, "HEAD");
+    s->client_keep_alive = h.keep_alive;
+    s->client_minor = h.version_minor;
+
+    const struct conf_route *r = conf_route_find(s->w->conf, path.p, path.len);
+    if (r == NULL) {
+        evbuffer_drain(in, head_len);
+        s->route = NULL;
+        local_response(s, 404, "Not Found", "exshim: no route for this path\n", NULL,
+                       h.body == H1_BODY_NONE && h.keep_alive);
+        return;
+    }
+    s->route = r;
+    const struct conf_backend *be = &s->w->conf->backends[r->backend];
+
+    struct evbuffer *head = evbuffer_new();
+    if (head == NULL) {
+        session_close(s);
+        return;
+    }
+    if (!build_request_head(s, &h, head)) {
+        evbuffer_free(head);
+        if (!s->closed && s->resp != RESP_CLOSING)
+            evbuffer_drain(in, head_len);
+        return;
+    }
+    h1_body_init(&s->req_body, &h);
+    evbuffer_drain(in, head_len);
+
+    s->req = s->req_body.done ? REQ_DONE : REQ_BODY;
+    arm_timer(s, r->body_timeout_ms);
+
+    /* A pinned connection to another pool cannot be reused: the new pool gets its own. */
+    if (s->backend != NULL && s->be != be)
+        drop_backend(s);
+    if (s->backend != NULL && s->be_connected) {
+        bufferevent_write_buffer(s->backend, head);
+        evbuffer_free(head);
+        s->resp = RESP_HEAD;
+        return;
+    }
+    if (s->backend != NULL)
+        drop_backend(s);
+    s->be = be;
+    s->be_index = r->backend;
+    s->server = choose_server(be, s->peer_ip);
+    s->tries = 1;
+    if (s->pending != NULL)
+        evbuffer_free(s->pending);
+    s->pending = head;
+    s->resp = RESP_CONNECTING;
+    /* Body bytes stay in the client's input until the backend is connected. */
+    bufferevent_disable(s->client, EV_READ);
+    if (backend_connect(s) != 0) {
+        const struct conf_server *sv = &be->servers[s->server];
+        log_warnx("sid=%" PRIu64 " backend %s (%s:%s): cannot start connection", s->id, be->name,
+                  sv->host, sv->port);
+        local_error(s, 502, "Bad Gateway", "exshim: backend %s (%s:%s) is unreachable",
+                    be->name, sv->host, sv->port);
+    }
+}
+
+/* Moves request body bytes from the client to the backend, as far as framing and
+ * backpressure allow. */
+static void
+relay_request_body(struct session *s)
+{
+    struct evbuffer *in = bufferevent_get_input(s->client);
+    struct evbuffer *out = bufferevent_get_output(s->backend);
+    size_t hw = s->w->conf->high_water;
+
+    while (s->req == REQ_BODY && evbuffer_get_length(in) > 0) {
+        size_t room = evbuffer_get_length(out) < hw ? hw - evbuffer_get_length(out) : 0;
+        if (room == 0)
+            break;
+        size_t avail = evbuffer_get_length(in);
+        if (avail > room)
+            avail = room;
+        size_t take;
+        if (s->req_body.kind == H1_BODY_LENGTH) {
+            /* Content-Length: the framer only counts, it never reads the bytes. */
+            ssize_t n = h1_body_feed(&s->req_body, NULL, avail, NULL);
+            take = n > 0 ? (size_t)n : 0;
+        } else {
+            struct evbuffer_iovec v[8];
+            int nv = evbuffer_peek(in, (ev_ssize_t)avail, NULL, v, 8);
+            take = 0;
+            for (int i = 0; i < nv && take < avail && !s->req_body.done; i++) {
+                size_t l = v[i].iov_len;
+                if (l > avail - take)
+                    l = avail - take;
+                ssize_t n = h1_body_feed(&s->req_body, v[i].iov_base, l, NULL);
+                if (n < 0) {
+                    log_info("sid=%" PRIu64 " client %s: bad chunked framing in request body",
+                             s->id, s->peer);
+                    session_close(s);
+                    return;
+                }
+                take += (size_t)n;
+                if ((size_t)n < l)
+                    break;
+            }
+        }
+        if (take == 0)
+            break;
+        evbuffer_remove_buffer(in, out, take);
+        s->bytes_in += take;
+        if (s->req_body.done)
+            s->req = REQ_DONE;
+    }
+    if (s->req == REQ_BODY && evbuffer_get_length(out) >= hw) {
+        /* Backpressure: stop reading the client until the backend drains. */
+        bufferevent_disable(s->client, EV_READ);
+        s->paused_client = true;
+        bufferevent_setwatermark(s->backend, EV_WRITE, hw / 2, 0);
+    }
+}
+
+/* Everything the client sent is handled here, whatever the state. */
+static void
+process_client(struct session *s)
+{
+    struct evbuffer *in = bufferevent_get_input(s->client);
+    size_t maxhead = s->w->conf->max_header_bytes;
+
+    for (;;) {
+        if (s->req == REQ_HEAD && s->resp == RESP_NONE) {
+            size_t len = evbuffer_get_length(in);
+            if (len == 0)
+                return;
+            if (!s->reading_head_started) {
+                s->reading_head_started = true;
+                arm_timer(s, header_timeout(s));
+            }
+            size_t look = len < maxhead ? len : maxhead;
+            const char *p = (const char *)evbuffer_pullup(in, (ev_ssize_t)look);
+            /* Tolerate the CRLF some clients send after a POST body (RFC 9112 2.2). */
+            if (look >= 2 && p[0] == '\r' && p[1] == '\n') {
+                evbuffer_drain(in, 2);
+                continue;
+            }
+            size_t head_len = h1_head_end(p, look);
+            if (head_len == 0) {
+                if (len >= maxhead) {
+                    log_info("sid=%" PRIu64 " client %s: request head over %zu bytes", s->id,
+                             s->peer, maxhead);
+                    snprintf(s->method, sizeof(s->method), "-");
+                    local_error(s, 431, "Request Header Fields Too Large",
+                                "exshim: request head larger than %zu bytes", maxhead);
+                }
+                return;
+            }
+            s->reading_head_started = false;
+            start_request(s, head_len);
+            if (s->closed || s->resp == RESP_CLOSING)
+                return;
+            continue;
+        }
+        if (s->req == REQ_BODY && s->resp != RESP_CONNECTING && s->backend != NULL) {
+            if (s->paused_client)
+                return;
+            relay_request_body(s);
+            if (s->closed)
+                return;
+            if (s->req == REQ_DONE && s->resp == RESP_NONE) {
+                /* The response was complete before the request body: the exchange ends now. */
+                s->req = REQ_HEAD;
+                s->reading_head_started = false;
+                arm_timer(s, s->route->idle_timeout_ms);
+                continue;
+            }
+            return;
+        }
+        return;
+    }
+}
+
+/* ---- response side ------------------------------------------------------------------- */
+
+static void
+finish_exchange(struct session *s)
+{
+    log_access(s);
+    if (s->close_after || (s->w->draining && s->req != REQ_BODY)) {
+        close_after_flush(s);
+        return;
+    }
+    if (s->req == REQ_BODY) {
+        /* The backend answered before the request body ended: keep relaying it. */
+        s->resp = RESP_NONE;
+        return;
+    }
+    s->resp = RESP_NONE;
+    s->req = REQ_HEAD;
+    s->reading_head_started = false;
+    arm_timer(s, s->route ? s->route->idle_timeout_ms : header_timeout(s));
+    bufferevent_enable(s->client, EV_READ);
+    process_client(s);
+}
+
+static bool
+build_response_head(struct session *s, const struct h1_head *h, struct evbuffer *out)
+{
+    struct h1_slice tok[MAX_CONN_TOKENS];
+    size_t ntok = connection_tokens(h, tok, MAX_CONN_TOKENS);
+    bool auth_called = false, auth_rewritten = false;
+
+    /* status line byte for byte, our version */
+    evbuffer_add_printf(out, "HTTP/1.1 %03d", h->status);
+    if (h->reason.len > 0 || h->reason.p != NULL) {
+        evbuffer_add(out, " ", 1);
+        evbuffer_add(out, h->reason.p, h->reason.len);
+    }
+    evbuffer_add(out, "\r\n", 2);
+    for (size_t i = 0; i < h->nheaders; i++) {
+        const struct h1_header *x = &h->headers[i];
+        if (is_hop_by_hop(x->name, tok, ntok))
+            continue;
+        if (h1_slice_eq(x->name, "WWW-Authenticate")) {
+            /* The rewritten offers take the place of the backend's first offer line. */
+            if (!auth_called) {
+                auth_called = true;
+                auth_rewritten = authn_response(s->auth, s->route, h, out);
+            }
+            if (auth_rewritten)
+                continue;
+        }
+        evbuffer_add(out, x->line.p, x->line.len);
+        evbuffer_add(out, "\r\n", 2);
+    }
+    /* No offer line at all: a policy may still add offers, and a final status ends a
+     * handshake in the bridge state. */
+    if (!auth_called && h->status >= 200)
+        authn_response(s->auth, s->route, h, out);
+    if (h->status >= 200) {
+        if (s->close_after)
+            evbuffer_add(out, "Connection: close\r\n", 19);
+        else if (s->client_minor == 0)
+            evbuffer_add(out, "Connection: keep-alive\r\n", 24);
+    }
+    evbuffer_add(out, "\r\n", 2);
+    return true;
+}
+
+static void
+relay_response_body(struct session *s)
+{
+    struct evbuffer *in = bufferevent_get_input(s->backend);
+    struct evbuffer *out = bufferevent_get_output(s->client);
+    size_t hw = s->w->conf->high_water;
+
+    while (s->resp == RESP_BODY && evbuffer_get_length(in) > 0) {
+        size_t room = evbuffer_get_length(out) < hw ? hw - evbuffer_get_length(out) : 0;
+        if (room == 0)
+            break;
+        size_t avail = evbuffer_get_length(in);
+        if (avail > room)
+            avail = room;
+        size_t take = 0;
+        if (s->resp_body.kind == H1_BODY_CHUNKED) {
+            struct evbuffer_iovec v[8];
+            int nv = evbuffer_peek(in, (ev_ssize_t)avail, NULL, v, 8);
+            for (int i = 0; i < nv && take < avail && !s->resp_body.done; i++) {
+                size_t l = v[i].iov_len;
+                if (l > avail - take)
+                    l = avail - take;
+                ssize_t n = h1_body_feed(&s->resp_body, v[i].iov_base, l, NULL);
+                if (n < 0) {
+                    log_warnx("sid=%" PRIu64 " backend %s: bad chunked framing in response",
+                              s->id, s->be->name);
+                    close_after_flush(s);
+                    return;
+                }
+                take += (size_t)n;
+                if ((size_t)n < l)
+                    break;
+            }
+        } else {
+            ssize_t n = h1_body_feed(&s->resp_body, NULL, avail, NULL);
+            take = n > 0 ? (size_t)n : 0;
+        }
+        if (take == 0)
+            break;
+        evbuffer_remove_buffer(in, out, take);
+        s->bytes_out += take;
+        if (s->resp_body.done) {
+            if (evbuffer_get_length(in) > 0) {
+                log_warnx("sid=%" PRIu64 " backend %s sent %zu bytes after its response; "
+                          "closing that connection",
+                          s->id, s->be->name, evbuffer_get_length(in));
+                s->close_after = true;
+            }
+            finish_exchange(s);
+            return;
+        }
+    }
+    if (s->resp == RESP_BODY && evbuffer_get_length(out) >= hw) {
+        bufferevent_disable(s->backend, EV_READ);
+        s->paused_backend = true;
+        bufferevent_setwatermark(s->client, EV_WRITE, hw / 2, 0);
+    }
+}
+
+static void
+process_backend(struct session *s)
+{
+    struct evbuffer *in = bufferevent_get_input(s->backend);
+    size_t maxhead = s->w->conf->max_header_bytes;
+
+    while (s->resp == RESP_HEAD) {
+        size_t len = evbuffer_get_length(in);
+        if (len == 0)
+            return;
+        size_t look = len < maxhead ? len : maxhead;
+        const char *p = (const char *)evbuffer_pullup(in, (ev_ssize_t)look);
+        size_t head_len = h1_head_end(p, look);
+        if (head_len == 0) {
+            if (len >= maxhead) {
+                log_warnx("sid=%" PRIu64 " backend %s: response head over %zu bytes", s->id,
+                          s->be->name, maxhead);
+                local_error(s, 502, "Bad Gateway",
+                            "exshim: backend %s sent a response head larger than %zu bytes",
+                            s->be->name, maxhead);
+            }
+            return;
+        }
+        struct h1_header hdrs[MAX_HEADERS_CAP];
+        size_t maxh = s->w->conf->max_headers < MAX_HEADERS_CAP ? s->w->conf->max_headers
+                                                                : MAX_HEADERS_CAP;
+        struct h1_head h;
+        int status;
+        const char *why;
+        if (h1_parse_response(p, head_len, s->req_head_method, &h, hdrs, maxh, &status, &why) !=
+            H1_OK) {
+            log_warnx("sid=%" PRIu64 " backend %s: invalid response: %s", s->id, s->be->name,
+                      why);
+            local_error(s, 502, "Bad Gateway", "exshim: backend %s sent an invalid response (%s)",
+                        s->be->name, why);
+            return;
+        }
+        if (h.status == 101) {
+            local_error(s, 502, "Bad Gateway", "exshim: backend %s switched protocols",
+                        s->be->name);
+            return;
+        }
+        s->status = h.status;
+        if (h.status >= 200)
+            s->close_after = !s->client_keep_alive || !h.keep_alive || s->w->draining;
+        struct evbuffer *out = bufferevent_get_output(s->client);
+        size_t before = evbuffer_get_length(out);
+        build_response_head(s, &h, out);
+        s->bytes_out += evbuffer_get_length(out) - before;
+        h1_body_init(&s->resp_body, &h);
+        evbuffer_drain(in, head_len);
+        if (h.status < 200)
+            continue; /* 100 Continue and friends: the final response follows */
+        if (!h.keep_alive) {
+            /* The backend will close: its connection cannot carry the next request. */
+            s->close_after = true;
+        }
+        if (s->resp_body.done) {
+            finish_exchange(s);
+            return;
+        }
+        s->resp = RESP_BODY;
+    }
+    if (s->resp == RESP_BODY && !s->paused_backend)
+        relay_response_body(s);
+}
+
+/* ---- callbacks ----------------------------------------------------------------------- */
+
+static void
+client_read_cb(struct bufferevent *bev, void *arg)
+{
+    struct session *s = arg;
+    touch(s);
+    process_client(s);
+}
+
+static void
+client_write_cb(struct bufferevent *bev, void *arg)
+{
+    struct session *s = arg;
+    if (s->resp == RESP_CLOSING) {
+        if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+            session_close(s);
+        return;
+    }
+    if (s->paused_backend) {
+        /* The client drained below half the mark: resume reading the backend. */
+        s->paused_backend = false;
+        bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
+        if (s->backend != NULL) {
+            bufferevent_enable(s->backend, EV_READ);
+            touch(s);
+            process_backend(s);
+            if (s->closed)
+                return;
+        }
+    }
+}
+
+static void
+client_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    struct session *s = arg;
+    if (what & BEV_EVENT_CONNECTED)
+        return;
+    if (what & BEV_EVENT_ERROR) {
+        unsigned long e;
+        char buf[256];
+        bool any = false;
+        while ((e = bufferevent_get_openssl_error(bev)) != 0) {
+            tlsctx_err_string(e, buf, sizeof(buf));
+            if (!any)
+                log_info("sid=%" PRIu64 " client %s: TLS error: %s", s->id, s->peer, buf);
+            any = true;
+        }
+        if (!any && errno != 0 && errno != ECONNRESET && errno != EPIPE)
+            log_debug("sid=%" PRIu64 " client %s: %s", s->id, s->peer, strerror(errno));
+    }
+    /* EOF or error from the client: the exchange is over; the pinned backend goes with it. */
+    session_close(s);
+}
+
+static void
+backend_read_cb(struct bufferevent *bev, void *arg)
+{
+    struct session *s = arg;
+    touch(s);
+    if (s->resp == RESP_NONE || s->resp == RESP_CLOSING) {
+        if (s->resp == RESP_NONE && evbuffer_get_length(bufferevent_get_input(bev)) > 0 &&
+            s->req != REQ_BODY) {
+            log_warnx("sid=%" PRIu64 " backend %s sent data with no request outstanding; "
+                      "dropping that connection",
+                      s->id, s->be->name);
+            drop_backend(s);
+        }
+        return;
+    }
+    process_backend(s);
+}
+
+static void
+backend_write_cb(struct bufferevent *bev, void *arg)
+{
+    struct session *s = arg;
+    if (s->paused_client) {
+        s->paused_client = false;
+        bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
+        bufferevent_enable(s->client, EV_READ);
+        touch(s);
+        process_client(s);
+    }
+}
+
+static void
+backend_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    struct session *s = arg;
+    const struct conf_server *sv = &s->be->servers[s->server];
+
+    if (what & BEV_EVENT_CONNECTED) {
+        backend_connected(s);
+        return;
+    }
+    if (!s->be_connected) {
+        /* Connection failed: the head is still in s->pending, so another server may take it. */
+        char why[256];
+        int err = EVUTIL_SOCKET_ERROR();
+        SSL *ssl = bufferevent_openssl_get_ssl(bev);
+        unsigned long e = ssl ? bufferevent_get_openssl_error(bev) : 0;
+        if (what & BEV_EVENT_TIMEOUT)
+            snprintf(why, sizeof(why), "connect timed out after %u ms",
+                     s->be->connect_timeout_ms);
+        else if (e != 0)
+            tlsctx_err_string(e, why, sizeof(why));
+        else
+            snprintf(why, sizeof(why), "%s", err ? evutil_socket_error_to_string(err)
+                                                 : "connection closed");
+        log_warnx("sid=%" PRIu64 " backend %s (%s:%s): %s", s->id, s->be->name, sv->host,
+                  sv->port, why);
+        bufferevent_free(s->backend);
+        s->backend = NULL;
+        if (s->resp == RESP_CONNECTING && s->tries < s->be->nservers) {
+            s->server = (s->server + 1) % s->be->nservers;
+            s->tries++;
+            if (backend_connect(s) == 0)
+                return;
+        }
+        if (s->resp == RESP_CONNECTING) {
+            local_error(s, 502, "Bad Gateway", "exshim: backend %s (%s:%s) is unreachable: %s",
+                        s->be->name, sv->host, sv->port, why);
+            return;
+        }
+        session_close(s);
+        return;
+    }
+
+    if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
+        /* Bytes that arrived together with the close still belong to the response. */
+        if (s->resp == RESP_HEAD || s->resp == RESP_BODY)
+            process_backend(s);
+        if (s->closed || s->backend == NULL)
+            return;
+        if (s->resp == RESP_BODY && s->resp_body.kind == H1_BODY_EOF) {
+            /* Close-delimited response: complete now. */
+            s->close_after = true;
+            drop_backend(s);
+            finish_exchange(s);
+            return;
+        }
+        if (s->resp == RESP_HEAD && s->status == 0) {
+            log_warnx("sid=%" PRIu64 " backend %s (%s:%s) closed the connection without "
+                      "answering",
+                      s->id, s->be->name, sv->host, sv->port);
+            drop_backend(s);
+            local_error(s, 502, "Bad Gateway",
+                        "exshim: backend %s (%s:%s) closed the connection without answering",
+                        s->be->name, sv->host, sv->port);
+            return;
+        }
+        if (s->resp == RESP_NONE && s->req != REQ_BODY) {
+            /* An idle pinned connection closed: the next request opens a new one. */
+            log_debug("sid=%" PRIu64 " backend %s closed idle connection", s->id, s->be->name);
+            drop_backend(s);
+            return;
+        }
+        /* Mid-exchange: the client cannot get a complete message any more. */
+        log_info("sid=%" PRIu64 " backend %s closed the connection mid-exchange", s->id,
+                 s->be->name);
+        drop_backend(s);
+        close_after_flush(s);
+    }
+}
+
+/* ---- accept -------------------------------------------------------------------------- */
+
+void
+session_accept(struct worker *w, size_t li, int fd, const struct sockaddr *sa, int salen)
+{
+    struct session *s = calloc(1, sizeof(*s));
+    if (s == NULL) {
+        close(fd);
+        return;
+    }
+    s->w = w;
+    s->id = ++w->next_session_id * 256 + (uint64_t)w->index;
+    s->listener = li;
+    s->tls = w->listener_tls[li] != NULL;
+    s->resp = RESP_NONE;
+    s->req = REQ_HEAD;
+    w->nsessions++;
+    s->next = w->sessions;
+    if (w->sessions != NULL)
+        w->sessions->prev = s;
+    w->sessions = s;
+
+    char ip[INET6_ADDRSTRLEN] = "?";
+    int port = 0;
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+        inet_ntop(AF_INET, &in->sin_addr, ip, sizeof(ip));
+        port = ntohs(in->sin_port);
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+        inet_ntop(AF_INET6, &in6->sin6_addr, ip, sizeof(ip));
+        port = ntohs(in6->sin6_port);
+    }
+    snprintf(s->peer_ip, sizeof(s->peer_ip), "%s", ip);
+    snprintf(s->peer, sizeof(s->peer), "%s:%d", ip, port);
+
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    evutil_make_socket_nonblocking(fd);
+
+    s->timer = evtimer_new(w->base, timer_cb, s);
+    s->auth = authn_new(s->id);
+    if (s->timer == NULL || s->auth == NULL) {
+        close(fd);
+        session_close(s);
+        return;
+    }
+    if (s->tls) {
+        SSL *ssl = tlsctx_ssl_server(w->listener_tls[li]);
+        if (ssl == NULL) {
+            close(fd);
+            session_close(s);
+            return;
+        }
+        s->client = bufferevent_openssl_socket_new(w->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
+                                                   BEV_OPT_CLOSE_ON_FREE);
+        if (s->client != NULL)
+            bufferevent_openssl_set_allow_dirty_shutdown(s->client, 1);
+    } else {
+        s->client = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    }
+    if (s->client == NULL) {
+        session_close(s);
+        return;
+    }
+    bufferevent_setcb(s->client, client_read_cb, client_write_cb, client_event_cb, s);
+    /* Bound what one client can queue while its previous exchange is still running. */
+    size_t cap = w->conf->max_header_bytes > w->conf->high_water ? w->conf->max_header_bytes
+                                                                 : w->conf->high_water;
+    bufferevent_setwatermark(s->client, EV_READ, 0, cap);
+    bufferevent_enable(s->client, EV_READ | EV_WRITE);
+    s->reading_head_started = true; /* a new connection must send its head in time */
+    arm_timer(s, header_timeout(s));
+}
+
+void
+session_drain_all(struct worker *w)
+{
+    /* Idle connections go now; busy ones close when their exchange ends (finish_exchange
+     * checks w->draining); the worker's grace timer bounds the rest. */
+    struct session *s = w->sessions, *next;
+    for (; s != NULL; s = next) {
+        next = s->next;
+        if (s->req == REQ_HEAD && s->resp == RESP_NONE && !s->reading_head_started)
+            session_close(s);
+    }
+}

@@ -1,0 +1,440 @@
+/* TLS contexts and helpers over OpenSSL 3. */
+#include "proxy/tls.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
+/* Certificates of one listener, kept for the SNI callback. */
+struct sni_entry {
+    SSL_CTX *ctx;
+    X509 *leaf;
+};
+struct sni_table {
+    struct sni_entry *e;
+    size_t n;
+};
+
+static int sni_index = -1;
+
+const char *
+tlsctx_errors(char *buf, size_t len)
+{
+    unsigned long e;
+    size_t n = 0;
+    buf[0] = '\0';
+    while ((e = ERR_get_error()) != 0) {
+        char one[256];
+        ERR_error_string_n(e, one, sizeof(one));
+        int r = snprintf(buf + n, len - n, "%s%s", n ? "; " : "", one);
+        if (r < 0 || (size_t)r >= len - n)
+            break;
+        n += (size_t)r;
+    }
+    if (n == 0)
+        snprintf(buf, len, "no OpenSSL error recorded");
+    return buf;
+}
+
+static int
+proto_version(int v)
+{
+    switch (v) {
+    case CONF_TLS10:
+        return TLS1_VERSION;
+    case CONF_TLS11:
+        return TLS1_1_VERSION;
+    case CONF_TLS12:
+        return TLS1_2_VERSION;
+    case CONF_TLS13:
+        return TLS1_3_VERSION;
+    }
+    return 0;
+}
+
+/* ALPN: HTTP/1.1 only. Windows authentication does not work over HTTP/2 (IIS answers
+ * HTTP_1_1_REQUIRED), so a client offering h2 alone is refused rather than half-served. */
+static int
+alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outlen, const unsigned char *in,
+            unsigned int inlen, void *arg)
+{
+    static const unsigned char h11[] = "http/1.1";
+    for (unsigned int i = 0; i < inlen;) {
+        unsigned int l = in[i];
+        if (i + 1 + l > inlen)
+            break;
+        if (l == 8 && memcmp(in + i + 1, h11, 8) == 0) {
+            *out = in + i + 1;
+            *outlen = 8;
+            return SSL_TLSEXT_ERR_OK;
+        }
+        i += 1 + l;
+    }
+    return SSL_TLSEXT_ERR_NOACK;
+}
+
+/* SNI: choose the first certificate whose names match; keep the default otherwise. */
+static int
+sni_select(SSL *ssl, int *ad, void *arg)
+{
+    struct sni_table *t = arg;
+    const char *name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+    if (name == NULL || t == NULL)
+        return SSL_TLSEXT_ERR_OK;
+    for (size_t i = 1; i < t->n; i++) {
+        if (X509_check_host(t->e[i].leaf, name, 0, 0, NULL) == 1) {
+            SSL_set_SSL_CTX(ssl, t->e[i].ctx);
+            return SSL_TLSEXT_ERR_OK;
+        }
+    }
+    return SSL_TLSEXT_ERR_OK;
+}
+
+static void
+sni_table_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp)
+{
+    struct sni_table *t = ptr;
+    if (t == NULL)
+        return;
+    for (size_t i = 1; i < t->n; i++)
+        SSL_CTX_free(t->e[i].ctx);
+    for (size_t i = 0; i < t->n; i++)
+        X509_free(t->e[i].leaf);
+    free(t->e);
+    free(t);
+}
+
+static int
+apply_common(SSL_CTX *ctx, const struct conf_listener *l, char *err, size_t errlen)
+{
+    char e[512];
+    SSL_CTX_set_min_proto_version(ctx, proto_version(l->min_protocol));
+    SSL_CTX_set_max_proto_version(ctx, proto_version(l->max_protocol));
+    if (l->min_protocol < CONF_TLS12) {
+        /* OpenSSL 3 refuses TLS 1.0/1.1 at security level 1; a listener that asks for legacy
+         * Outlook clients gets level 0. */
+        SSL_CTX_set_security_level(ctx, 0);
+    }
+    if (l->ciphers != NULL && SSL_CTX_set_cipher_list(ctx, l->ciphers) != 1) {
+        snprintf(err, errlen, "listener %s: ciphers: %s", l->name, tlsctx_errors(e, sizeof(e)));
+        return -1;
+    }
+    if (l->ciphersuites != NULL && SSL_CTX_set_ciphersuites(ctx, l->ciphersuites) != 1) {
+        snprintf(err, errlen, "listener %s: ciphersuites: %s", l->name,
+                 tlsctx_errors(e, sizeof(e)));
+        return -1;
+    }
+    if (!l->session_tickets)
+        SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
+    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
+    SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+    SSL_CTX_set_session_id_context(ctx, (const unsigned char *)"exshim", 6);
+    SSL_CTX_set_alpn_select_cb(ctx, alpn_select, NULL);
+    return 0;
+}
+
+static SSL_CTX *
+server_ctx_one(const struct conf_listener *l, const struct conf_cert *c, X509 **leaf_out,
+               char *err, size_t errlen)
+{
+    char e[512];
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    if (ctx == NULL) {
+        snprintf(err, errlen, "SSL_CTX_new: %s", tlsctx_errors(e, sizeof(e)));
+        return NULL;
+    }
+    if (apply_common(ctx, l, err, errlen) != 0)
+        goto fail;
+    if (SSL_CTX_use_certificate_chain_file(ctx, c->chain) != 1) {
+        snprintf(err, errlen, "listener %s: certificate chain %s: %s", l->name, c->chain,
+                 tlsctx_errors(e, sizeof(e)));
+        goto fail;
+    }
+    if (SSL_CTX_use_PrivateKey_file(ctx, c->key, SSL_FILETYPE_PEM) != 1) {
+        snprintf(err, errlen, "listener %s: private key %s: %s", l->name, c->key,
+                 tlsctx_errors(e, sizeof(e)));
+        goto fail;
+    }
+    if (SSL_CTX_check_private_key(ctx) != 1) {
+        snprintf(err, errlen, "listener %s: key %s does not match certificate %s", l->name,
+                 c->key, c->chain);
+        goto fail;
+    }
+    X509 *leaf = SSL_CTX_get0_certificate(ctx);
+    if (leaf == NULL || X509_up_ref(leaf) != 1) {
+        snprintf(err, errlen, "listener %s: no certificate in %s", l->name, c->chain);
+        goto fail;
+    }
+    *leaf_out = leaf;
+    return ctx;
+fail:
+    SSL_CTX_free(ctx);
+    return NULL;
+}
+
+SSL_CTX *
+tlsctx_server_new(const struct conf_listener *l, char *err, size_t errlen)
+{
+    struct sni_table *t = NULL;
+    SSL_CTX *main_ctx = NULL;
+
+    if (l->ncerts == 0) {
+        snprintf(err, errlen, "listener %s: no certificate", l->name);
+        return NULL;
+    }
+    if (sni_index < 0)
+        sni_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, sni_table_free);
+    t = calloc(1, sizeof(*t));
+    if (t == NULL || (t->e = calloc(l->ncerts, sizeof(*t->e))) == NULL) {
+        snprintf(err, errlen, "out of memory");
+        free(t);
+        return NULL;
+    }
+    for (size_t i = 0; i < l->ncerts; i++) {
+        t->e[i].ctx = server_ctx_one(l, &l->certs[i], &t->e[i].leaf, err, errlen);
+        if (t->e[i].ctx == NULL) {
+            for (size_t k = 0; k < i; k++) {
+                SSL_CTX_free(t->e[k].ctx);
+                X509_free(t->e[k].leaf);
+            }
+            free(t->e);
+            free(t);
+            return NULL;
+        }
+        t->n = i + 1;
+    }
+    main_ctx = t->e[0].ctx;
+    SSL_CTX_set_ex_data(main_ctx, sni_index, t);
+    if (t->n > 1) {
+        SSL_CTX_set_tlsext_servername_callback(main_ctx, sni_select);
+        SSL_CTX_set_tlsext_servername_arg(main_ctx, t);
+    }
+    return main_ctx;
+}
+
+SSL_CTX *
+tlsctx_client_new(const struct conf_backend *b, char *err, size_t errlen)
+{
+    char e[512];
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    if (ctx == NULL) {
+        snprintf(err, errlen, "SSL_CTX_new: %s", tlsctx_errors(e, sizeof(e)));
+        return NULL;
+    }
+    SSL_CTX_set_min_proto_version(ctx, proto_version(b->min_protocol));
+    SSL_CTX_set_max_proto_version(ctx, proto_version(b->max_protocol));
+    if (b->min_protocol < CONF_TLS12)
+        SSL_CTX_set_security_level(ctx, 0);
+    SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+    /* HTTP/1.1 toward IIS as well: Windows authentication needs it. */
+    static const unsigned char alpn[] = "\x08http/1.1";
+    SSL_CTX_set_alpn_protos(ctx, alpn, sizeof(alpn) - 1);
+    if (b->verify) {
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+        int ok = b->ca_file != NULL ? SSL_CTX_load_verify_locations(ctx, b->ca_file, NULL)
+                                    : SSL_CTX_set_default_verify_paths(ctx);
+        if (ok != 1) {
+            snprintf(err, errlen, "backend %s: CA %s: %s", b->name,
+                     b->ca_file ? b->ca_file : "(system)", tlsctx_errors(e, sizeof(e)));
+            SSL_CTX_free(ctx);
+            return NULL;
+        }
+    } else {
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
+    }
+    return ctx;
+}
+
+void
+tlsctx_free(SSL_CTX *ctx)
+{
+    SSL_CTX_free(ctx);
+}
+
+SSL *
+tlsctx_ssl_server(SSL_CTX *ctx)
+{
+    return SSL_new(ctx);
+}
+
+SSL *
+tlsctx_ssl_client(SSL_CTX *ctx, const char *sni, bool verify)
+{
+    SSL *ssl = SSL_new(ctx);
+    if (ssl == NULL)
+        return NULL;
+    if (sni != NULL) {
+        /* SNI carries names only; an address literal is still verified below. */
+        bool is_ip = strspn(sni, "0123456789.:") == strlen(sni);
+        if (!is_ip)
+            SSL_set_tlsext_host_name(ssl, sni);
+        if (verify) {
+            X509_VERIFY_PARAM *vp = SSL_get0_param(ssl);
+            X509_VERIFY_PARAM_set_hostflags(vp, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+            int ok = is_ip ? X509_VERIFY_PARAM_set1_ip_asc(vp, sni)
+                           : X509_VERIFY_PARAM_set1_host(vp, sni, 0);
+            if (ok != 1) {
+                SSL_free(ssl);
+                return NULL;
+            }
+        }
+    }
+    return ssl;
+}
+
+const char *
+tlsctx_describe(SSL *ssl, char *buf, size_t len)
+{
+    snprintf(buf, len, "%s %s", SSL_get_version(ssl), SSL_get_cipher_name(ssl));
+    return buf;
+}
+
+static int
+cert_hash(X509 *x, unsigned char out[32])
+{
+    unsigned char *der = NULL;
+    int n = i2d_X509(x, &der);
+    if (n <= 0)
+        return -1;
+    unsigned int olen = 0;
+    int ok = EVP_Digest(der, (size_t)n, out, &olen, EVP_sha256(), NULL);
+    OPENSSL_free(der);
+    return ok == 1 && olen == 32 ? 0 : -1;
+}
+
+int
+tlsctx_chain_hash(const char *chain_file, unsigned char out[32])
+{
+    FILE *f = fopen(chain_file, "r");
+    if (f == NULL)
+        return -1;
+    X509 *x = PEM_read_X509(f, NULL, NULL, NULL);
+    fclose(f);
+    if (x == NULL)
+        return -1;
+    int rc = cert_hash(x, out);
+    X509_free(x);
+    return rc;
+}
+
+int
+tlsctx_peer_hash(SSL *ssl, unsigned char out[32])
+{
+    X509 *x = SSL_get1_peer_certificate(ssl);
+    if (x == NULL)
+        return -1;
+    int rc = cert_hash(x, out);
+    X509_free(x);
+    return rc;
+}
+
+static int
+connect_timeout(const char *host, const char *port, unsigned timeout_ms, char *err,
+                size_t errlen)
+{
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res = NULL;
+    int gai = getaddrinfo(host, port, &hints, &res);
+    if (gai != 0) {
+        snprintf(err, errlen, "%s:%s: %s", host, port, gai_strerror(gai));
+        return -1;
+    }
+    int fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        snprintf(err, errlen, "socket: %s", strerror(errno));
+        freeaddrinfo(res);
+        return -1;
+    }
+    int rc = connect(fd, res->ai_addr, res->ai_addrlen);
+    freeaddrinfo(res);
+    if (rc != 0 && errno == EINPROGRESS) {
+        struct pollfd p = {.fd = fd, .events = POLLOUT};
+        int soerr = 0;
+        socklen_t sl = sizeof(soerr);
+        if (poll(&p, 1, (int)timeout_ms) == 1 &&
+            getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) == 0 && soerr == 0)
+            rc = 0;
+        else
+            errno = soerr ? soerr : ETIMEDOUT;
+    }
+    if (rc != 0) {
+        snprintf(err, errlen, "%s:%s: %s", host, port, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    int fl = fcntl(fd, F_GETFL);
+    fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+    struct timeval tv = {.tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    return fd;
+}
+
+int
+tlsctx_probe_hash(const struct conf_backend *b, const struct conf_server *s, unsigned timeout_ms,
+                  unsigned char out[32], char *err, size_t errlen)
+{
+    char e[512];
+    int rc = -1, fd = -1;
+    SSL *ssl = NULL;
+    /* Probe without verification: the point is to see which certificate is presented. */
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    if (ctx == NULL)
+        goto cleanup;
+    SSL_CTX_set_security_level(ctx, 0);
+    fd = connect_timeout(s->host, s->port, timeout_ms, err, errlen);
+    if (fd < 0)
+        goto cleanup;
+    ssl = SSL_new(ctx);
+    if (ssl == NULL)
+        goto cleanup;
+    const char *sni = b->sni ? b->sni : s->host;
+    if (strspn(sni, "0123456789.:") != strlen(sni))
+        SSL_set_tlsext_host_name(ssl, sni);
+    SSL_set_fd(ssl, fd);
+    ERR_clear_error();
+    if (SSL_connect(ssl) != 1) {
+        snprintf(err, errlen, "%s:%s: TLS handshake: %s", s->host, s->port,
+                 tlsctx_errors(e, sizeof(e)));
+        goto cleanup;
+    }
+    if (tlsctx_peer_hash(ssl, out) != 0) {
+        snprintf(err, errlen, "%s:%s: no certificate presented", s->host, s->port);
+        goto cleanup;
+    }
+    rc = 0;
+cleanup:
+    if (ssl != NULL) {
+        SSL_shutdown(ssl);
+        SSL_free(ssl);
+    }
+    if (fd >= 0)
+        close(fd);
+    SSL_CTX_free(ctx);
+    return rc;
+}
+
+const char *
+tlsctx_library_version(void)
+{
+    return OpenSSL_version(OPENSSL_VERSION);
+}
+
+const char *
+tlsctx_err_string(unsigned long e, char *buf, size_t len)
+{
+    ERR_error_string_n(e, buf, len);
+    return buf;
+}

@@ -1,0 +1,56 @@
+/*
+ * TLS contexts from configuration: listener (server) and backend (client) sides.
+ * The only file that includes OpenSSL's ssl.h; everything else holds opaque pointers.
+ */
+#ifndef PROXY_TLS_H
+#define PROXY_TLS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "conf/conf.h"
+
+struct ssl_st;
+struct ssl_ctx_st;
+
+/* Builds a server context for a TLS listener: chain + key per certificate (first = default,
+ * others by SNI), protocol range, ciphers, tickets, ALPN http/1.1 only. Returns owned (free
+ * with tlsctx_free) or NULL with a reason in err. Borrows l. */
+struct ssl_ctx_st *tlsctx_server_new(const struct conf_listener *l, char *err, size_t errlen);
+
+/* Builds a client context toward a TLS backend: verification on unless b->verify is false,
+ * CA file or system paths, protocol range. Returns owned or NULL with err. */
+struct ssl_ctx_st *tlsctx_client_new(const struct conf_backend *b, char *err, size_t errlen);
+
+void tlsctx_free(struct ssl_ctx_st *ctx);
+
+/* New SSL for one connection. For a client SSL, sni (may be NULL) sets the server name and,
+ * when verifying, the host name checked. Returns owned or NULL. */
+struct ssl_st *tlsctx_ssl_server(struct ssl_ctx_st *ctx);
+struct ssl_st *tlsctx_ssl_client(struct ssl_ctx_st *ctx, const char *sni, bool verify);
+
+/* Empties OpenSSL's error queue into buf as "reason; reason". Returns buf. */
+const char *tlsctx_errors(char *buf, size_t len);
+
+/* Describes the negotiated protocol and cipher of an established SSL ("TLSv1.3 AES..."). */
+const char *tlsctx_describe(struct ssl_st *ssl, char *buf, size_t len);
+
+/* SHA-256 of the DER leaf certificate of a chain file (the RFC 5929 tls-server-end-point hash
+ * for SHA-256 and weaker signature algorithms). Returns 0 or -1. */
+int tlsctx_chain_hash(const char *chain_file, unsigned char out[32]);
+
+/* The same hash of the certificate the peer presented on ssl. Returns 0 or -1. */
+int tlsctx_peer_hash(struct ssl_st *ssl, unsigned char out[32]);
+
+/* Start-up probe: connects to host:port with TLS (blocking, timeout_ms), returns the
+ * tls-server-end-point hash of the presented leaf in out. Returns 0 or -1 with err. */
+/* Text of one OpenSSL error code (from bufferevent_get_openssl_error). Returns buf. */
+const char *tlsctx_err_string(unsigned long e, char *buf, size_t len);
+
+/* "OpenSSL 3.0.x ..." as linked at run time. */
+const char *tlsctx_library_version(void);
+
+int tlsctx_probe_hash(const struct conf_backend *b, const struct conf_server *s,
+                      unsigned timeout_ms, unsigned char out[32], char *err, size_t errlen);
+
+#endif
