@@ -413,11 +413,8 @@ h1_parse_request(const char *buf, size_t len, struct h1_head *h, struct h1_heade
     why = finish_headers(h, true, &status);
     if (why != NULL)
         goto fail;
-    if (h->upgrade) {
-        status = 501;
-        why = "protocol upgrade is not supported";
-        goto fail;
-    }
+    /* An Upgrade request is served as a plain HTTP/1.1 request: Upgrade is hop-by-hop and is
+     * not forwarded (RFC 9110 section 7.8 lets a server ignore it). */
     return H1_OK;
 
 fail:

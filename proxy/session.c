@@ -574,8 +574,34 @@ build_request_head(struct session *s, const struct h1_head *h, struct evbuffer *
     return true;
 }
 
-/* Starts an exchange from a complete request head at the front of the client's input. */
-static void
+/* Longest chunk-size line (size, extensions, CRLF) accepted before the head is forwarded. */
+#define FIRST_CHUNK_LINE_MAX 1024
+
+/*
+ * A chunked request body is only forwarded once its first chunk-size line has been checked:
+ * a request whose framing is broken from the start gets its 400 before any byte of it reaches
+ * the backend. Returns 1 when the line is valid, 0 when it has not fully arrived, -1 when bad.
+ */
+static int
+check_first_chunk(struct evbuffer *in, size_t head_len, const struct h1_head *h)
+{
+    size_t avail = evbuffer_get_length(in) - head_len;
+    size_t look = avail < FIRST_CHUNK_LINE_MAX ? avail : FIRST_CHUNK_LINE_MAX;
+    const char *p = (const char *)evbuffer_pullup(in, (ev_ssize_t)(head_len + look)) + head_len;
+    const char *lf = memchr(p, '\n', look);
+    if (lf == NULL)
+        return avail >= FIRST_CHUNK_LINE_MAX ? -1 : 0;
+    struct h1_body probe;
+    h1_body_init(&probe, h);
+    size_t line = (size_t)(lf + 1 - p);
+    return h1_body_feed(&probe, p, line, NULL) == (ssize_t)line ? 1 : -1;
+}
+
+/*
+ * Starts an exchange from a complete request head at the front of the client's input.
+ * Returns false when it must wait for more bytes before deciding (the head stays in place).
+ */
+static bool
 start_request(struct session *s, size_t head_len)
 {
     struct evbuffer *in = bufferevent_get_input(s->client);
@@ -599,7 +625,22 @@ start_request(struct session *s, size_t head_len)
         /* Log where the request was cut, never its content. */
         log_info("sid=%" PRIu64 " client %s: rejected request: %s", s->id, s->peer, why);
         local_error(s, status, reason_for(status), "exshim: %s", why);
-        return;
+        return true;
+    }
+    if (h.body == H1_BODY_CHUNKED) {
+        int ok = check_first_chunk(in, head_len, &h);
+        if (ok == 0)
+            return false;
+        if (ok < 0) {
+            copy_slice(s->method, sizeof(s->method), h.method);
+            log_info("sid=%" PRIu64 " client %s: rejected request: bad chunk size", s->id,
+                     s->peer);
+            local_error(s, 400, "Bad Request", "exshim: bad chunk size in request body");
+            return true;
+        }
+        /* evbuffer_pullup may have moved the head: parse it again from its new place. */
+        buf = (const char *)evbuffer_pullup(in, (ev_ssize_t)head_len);
+        h1_parse_request(buf, head_len, &h, hdrs, maxh, &status, &why);
     }
     copy_slice(s->method, sizeof(s->method), h.method);
     struct h1_slice path = target_path(h.target);
@@ -614,7 +655,7 @@ start_request(struct session *s, size_t head_len)
         s->route = NULL;
         local_response(s, 404, "Not Found", "exshim: no route for this path\n", NULL,
                        h.body == H1_BODY_NONE && h.keep_alive);
-        return;
+        return true;
     }
     s->route = r;
     const struct conf_backend *be = &s->w->conf->backends[r->backend];
@@ -622,13 +663,13 @@ start_request(struct session *s, size_t head_len)
     struct evbuffer *head = evbuffer_new();
     if (head == NULL) {
         session_close(s);
-        return;
+        return true;
     }
     if (!build_request_head(s, &h, head)) {
         evbuffer_free(head);
         if (!s->closed && s->resp != RESP_CLOSING)
             evbuffer_drain(in, head_len);
-        return;
+        return true;
     }
     h1_body_init(&s->req_body, &h);
     evbuffer_drain(in, head_len);
@@ -643,7 +684,7 @@ start_request(struct session *s, size_t head_len)
         bufferevent_write_buffer(s->backend, head);
         evbuffer_free(head);
         s->resp = RESP_HEAD;
-        return;
+        return true;
     }
     if (s->backend != NULL)
         drop_backend(s);
@@ -664,6 +705,7 @@ start_request(struct session *s, size_t head_len)
         local_error(s, 502, "Bad Gateway", "exshim: backend %s (%s:%s) is unreachable",
                     be->name, sv->host, sv->port);
     }
+    return true;
 }
 
 /* Moves request body bytes from the client to the backend, as far as framing and
@@ -699,7 +741,13 @@ relay_request_body(struct session *s)
                 if (n < 0) {
                     log_info("sid=%" PRIu64 " client %s: bad chunked framing in request body",
                              s->id, s->peer);
-                    session_close(s);
+                    /* The backend has part of the body: its connection cannot be reused. */
+                    drop_backend(s);
+                    if (s->resp == RESP_HEAD && s->status == 0)
+                        local_error(s, 400, "Bad Request",
+                                    "exshim: bad chunked framing in request body");
+                    else
+                        session_close(s);
                     return;
                 }
                 take += (size_t)n;
@@ -756,8 +804,9 @@ process_client(struct session *s)
                 }
                 return;
             }
+            if (!start_request(s, head_len))
+                return; /* the first chunk-size line is still on its way */
             s->reading_head_started = false;
-            start_request(s, head_len);
             if (s->closed || s->resp == RESP_CLOSING)
                 return;
             continue;

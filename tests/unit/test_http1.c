@@ -104,7 +104,6 @@ static const struct bad_case bad_cases[] = {
     {"double space", "GET  / HTTP/1.1\r\nHost: a\r\n\r\n", 400},
     {"HTTP/2", "GET / HTTP/2.0\r\nHost: a\r\n\r\n", 505},
     {"CONNECT", "CONNECT a:443 HTTP/1.1\r\nHost: a\r\n\r\n", 501},
-    {"upgrade", "GET / HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n", 501},
     {"ctl in value", "GET / HTTP/1.1\r\nX-A: a\x01z\r\n\r\n", 400},
     {"no colon", "GET / HTTP/1.1\r\nX-A\r\n\r\n", 400},
 };
@@ -207,6 +206,21 @@ test_keep_alive_rules(void **state)
         if (h.keep_alive != cases[i].ka)
             fail_msg("case %zu: keep_alive %d", i, h.keep_alive);
     }
+}
+
+static void
+test_upgrade_is_plain_request(void **state)
+{
+    struct h1_head h;
+    struct h1_header hd[NH];
+    int st;
+    const char *why;
+    assert_int_equal(parse_req("GET / HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+                               "Content-Length: 2\r\n\r\n",
+                               &h, hd, &st, &why),
+                     H1_OK);
+    assert_true(h.upgrade);
+    assert_int_equal(h.body, H1_BODY_LENGTH);
 }
 
 static void
@@ -361,6 +375,7 @@ main(void)
         cmocka_unit_test(test_too_many_headers),
         cmocka_unit_test(test_every_prefix_incomplete),
         cmocka_unit_test(test_keep_alive_rules),
+        cmocka_unit_test(test_upgrade_is_plain_request),
         cmocka_unit_test(test_expect_continue),
         cmocka_unit_test(test_response_framing),
         cmocka_unit_test(test_chunked_bytewise),
