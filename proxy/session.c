@@ -708,65 +708,93 @@ start_request(struct session *s, size_t head_len)
     return true;
 }
 
+/* What one relay pass ended on. */
+enum relay_result {
+    RELAY_MORE, /* input exhausted, message not complete */
+    RELAY_FULL, /* output above the high-water mark: pause the reading side */
+    RELAY_DONE, /* message complete */
+    RELAY_BAD,  /* framing error */
+};
+
+/* How many of the first avail bytes of in belong to the message b frames; -1 on bad framing.
+ * Content-Length only counts; chunked framing reads the bytes in place (evbuffer_peek). */
+static ssize_t
+frame_bytes(struct h1_body *b, struct evbuffer *in, size_t avail)
+{
+    if (b->kind != H1_BODY_CHUNKED)
+        return h1_body_feed(b, NULL, avail, NULL);
+    struct evbuffer_iovec v[8];
+    int nv = evbuffer_peek(in, (ev_ssize_t)avail, NULL, v, 8);
+    size_t take = 0;
+    for (int i = 0; i < nv && take < avail && !b->done; i++) {
+        size_t l = v[i].iov_len < avail - take ? v[i].iov_len : avail - take;
+        ssize_t n = h1_body_feed(b, v[i].iov_base, l, NULL);
+        if (n < 0)
+            return -1;
+        take += (size_t)n;
+        if ((size_t)n < l)
+            break;
+    }
+    return (ssize_t)take;
+}
+
+/*
+ * The relay proper, for either direction: moves whole evbuffer chains from in to out (no
+ * copy), never past the message end and never past the high-water mark of out.
+ */
+static enum relay_result
+relay_body(struct evbuffer *in, struct evbuffer *out, struct h1_body *b, size_t hw,
+           uint64_t *count)
+{
+    while (!b->done && evbuffer_get_length(in) > 0) {
+        size_t outlen = evbuffer_get_length(out);
+        if (outlen >= hw)
+            return RELAY_FULL;
+        size_t avail = evbuffer_get_length(in);
+        if (avail > hw - outlen)
+            avail = hw - outlen;
+        ssize_t take = frame_bytes(b, in, avail);
+        if (take < 0)
+            return RELAY_BAD;
+        if (take == 0)
+            break;
+        evbuffer_remove_buffer(in, out, (size_t)take);
+        *count += (uint64_t)take;
+    }
+    if (b->done)
+        return RELAY_DONE;
+    return evbuffer_get_length(out) >= hw ? RELAY_FULL : RELAY_MORE;
+}
+
 /* Moves request body bytes from the client to the backend, as far as framing and
  * backpressure allow. */
 static void
 relay_request_body(struct session *s)
 {
-    struct evbuffer *in = bufferevent_get_input(s->client);
-    struct evbuffer *out = bufferevent_get_output(s->backend);
     size_t hw = s->w->conf->high_water;
-
-    while (s->req == REQ_BODY && evbuffer_get_length(in) > 0) {
-        size_t room = evbuffer_get_length(out) < hw ? hw - evbuffer_get_length(out) : 0;
-        if (room == 0)
-            break;
-        size_t avail = evbuffer_get_length(in);
-        if (avail > room)
-            avail = room;
-        size_t take;
-        if (s->req_body.kind == H1_BODY_LENGTH) {
-            /* Content-Length: the framer only counts, it never reads the bytes. */
-            ssize_t n = h1_body_feed(&s->req_body, NULL, avail, NULL);
-            take = n > 0 ? (size_t)n : 0;
-        } else {
-            struct evbuffer_iovec v[8];
-            int nv = evbuffer_peek(in, (ev_ssize_t)avail, NULL, v, 8);
-            take = 0;
-            for (int i = 0; i < nv && take < avail && !s->req_body.done; i++) {
-                size_t l = v[i].iov_len;
-                if (l > avail - take)
-                    l = avail - take;
-                ssize_t n = h1_body_feed(&s->req_body, v[i].iov_base, l, NULL);
-                if (n < 0) {
-                    log_info("sid=%" PRIu64 " client %s: bad chunked framing in request body",
-                             s->id, s->peer);
-                    /* The backend has part of the body: its connection cannot be reused. */
-                    drop_backend(s);
-                    if (s->resp == RESP_HEAD && s->status == 0)
-                        local_error(s, 400, "Bad Request",
-                                    "exshim: bad chunked framing in request body");
-                    else
-                        session_close(s);
-                    return;
-                }
-                take += (size_t)n;
-                if ((size_t)n < l)
-                    break;
-            }
-        }
-        if (take == 0)
-            break;
-        evbuffer_remove_buffer(in, out, take);
-        s->bytes_in += take;
-        if (s->req_body.done)
-            s->req = REQ_DONE;
-    }
-    if (s->req == REQ_BODY && evbuffer_get_length(out) >= hw) {
-        /* Backpressure: stop reading the client until the backend drains. */
+    switch (relay_body(bufferevent_get_input(s->client), bufferevent_get_output(s->backend),
+                       &s->req_body, hw, &s->bytes_in)) {
+    case RELAY_DONE:
+        s->req = REQ_DONE;
+        break;
+    case RELAY_FULL:
+        /* Backpressure: stop reading the client until the backend drains to half. */
         bufferevent_disable(s->client, EV_READ);
         s->paused_client = true;
         bufferevent_setwatermark(s->backend, EV_WRITE, hw / 2, 0);
+        break;
+    case RELAY_BAD:
+        log_info("sid=%" PRIu64 " client %s: bad chunked framing in request body", s->id,
+                 s->peer);
+        /* The backend has part of the body: its connection cannot be reused. */
+        drop_backend(s);
+        if (s->resp == RESP_HEAD && s->status == 0)
+            local_error(s, 400, "Bad Request", "exshim: bad chunked framing in request body");
+        else
+            session_close(s);
+        break;
+    case RELAY_MORE:
+        break;
     }
 }
 
@@ -901,58 +929,30 @@ static void
 relay_response_body(struct session *s)
 {
     struct evbuffer *in = bufferevent_get_input(s->backend);
-    struct evbuffer *out = bufferevent_get_output(s->client);
     size_t hw = s->w->conf->high_water;
-
-    while (s->resp == RESP_BODY && evbuffer_get_length(in) > 0) {
-        size_t room = evbuffer_get_length(out) < hw ? hw - evbuffer_get_length(out) : 0;
-        if (room == 0)
-            break;
-        size_t avail = evbuffer_get_length(in);
-        if (avail > room)
-            avail = room;
-        size_t take = 0;
-        if (s->resp_body.kind == H1_BODY_CHUNKED) {
-            struct evbuffer_iovec v[8];
-            int nv = evbuffer_peek(in, (ev_ssize_t)avail, NULL, v, 8);
-            for (int i = 0; i < nv && take < avail && !s->resp_body.done; i++) {
-                size_t l = v[i].iov_len;
-                if (l > avail - take)
-                    l = avail - take;
-                ssize_t n = h1_body_feed(&s->resp_body, v[i].iov_base, l, NULL);
-                if (n < 0) {
-                    log_warnx("sid=%" PRIu64 " backend %s: bad chunked framing in response",
-                              s->id, s->be->name);
-                    close_after_flush(s);
-                    return;
-                }
-                take += (size_t)n;
-                if ((size_t)n < l)
-                    break;
-            }
-        } else {
-            ssize_t n = h1_body_feed(&s->resp_body, NULL, avail, NULL);
-            take = n > 0 ? (size_t)n : 0;
+    switch (relay_body(in, bufferevent_get_output(s->client), &s->resp_body, hw,
+                       &s->bytes_out)) {
+    case RELAY_DONE:
+        if (evbuffer_get_length(in) > 0) {
+            log_warnx("sid=%" PRIu64 " backend %s sent %zu bytes after its response; "
+                      "closing that connection",
+                      s->id, s->be->name, evbuffer_get_length(in));
+            s->close_after = true;
         }
-        if (take == 0)
-            break;
-        evbuffer_remove_buffer(in, out, take);
-        s->bytes_out += take;
-        if (s->resp_body.done) {
-            if (evbuffer_get_length(in) > 0) {
-                log_warnx("sid=%" PRIu64 " backend %s sent %zu bytes after its response; "
-                          "closing that connection",
-                          s->id, s->be->name, evbuffer_get_length(in));
-                s->close_after = true;
-            }
-            finish_exchange(s);
-            return;
-        }
-    }
-    if (s->resp == RESP_BODY && evbuffer_get_length(out) >= hw) {
+        finish_exchange(s);
+        break;
+    case RELAY_FULL:
         bufferevent_disable(s->backend, EV_READ);
         s->paused_backend = true;
         bufferevent_setwatermark(s->client, EV_WRITE, hw / 2, 0);
+        break;
+    case RELAY_BAD:
+        log_warnx("sid=%" PRIu64 " backend %s: bad chunked framing in response", s->id,
+                  s->be->name);
+        close_after_flush(s);
+        break;
+    case RELAY_MORE:
+        break;
     }
 }
 
