@@ -88,8 +88,9 @@ deps:
 
 test check: deps
 	$(MAKE) all units
+	$(MAKE) BUILD=$(BUILD)/san SAN=1 units
 	$(MAKE) fuzzers
-	bash tests/run
+	BUILD=$(BUILD) bash tests/run
 
 fuzz: fuzzers
 	FUZZ_SECONDS=$${FUZZ_SECONDS:-60} bash tests/run --only fuzz

@@ -230,6 +230,33 @@ struct master {
     int nworkers;
 };
 
+/* Releases what the master prepared; accepts a partly prepared master. */
+static void
+master_free(struct master *m)
+{
+    const struct conf *c = m->conf;
+    if (c != NULL && m->tmpl.listener_tls != NULL)
+        for (size_t i = 0; i < c->nlisteners; i++)
+            tlsctx_free(m->tmpl.listener_tls[i]);
+    if (c != NULL && m->tmpl.backends != NULL) {
+        for (size_t i = 0; i < c->nbackends; i++) {
+            tlsctx_free(m->tmpl.backends[i].tls);
+            free(m->tmpl.backends[i].addr);
+            free(m->tmpl.backends[i].addrlen);
+        }
+    }
+    if (c != NULL && m->reserve_fds != NULL)
+        for (size_t i = 0; i < c->nlisteners; i++)
+            if (m->reserve_fds[i] > 0)
+                close(m->reserve_fds[i]);
+    free(m->tmpl.listener_tls);
+    free(m->tmpl.backends);
+    free(m->reserve_fds);
+    free(m->ports);
+    conf_free(m->conf);
+    memset(m, 0, sizeof(*m));
+}
+
 static pid_t
 spawn_worker(struct master *m, int index, int ready_wr)
 {
@@ -368,6 +395,7 @@ main(int argc, char **argv)
     m.tmpl.backends = calloc(c->nbackends, sizeof(*m.tmpl.backends));
     if (m.tmpl.listener_tls == NULL || m.tmpl.backends == NULL) {
         fprintf(stderr, "exshim: out of memory\n");
+        master_free(&m);
         return 1;
     }
     for (size_t i = 0; i < c->nlisteners; i++) {
@@ -377,15 +405,18 @@ main(int argc, char **argv)
         if (m.tmpl.listener_tls[i] == NULL) {
             fprintf(stderr, "%s:%d: listeners.%s.tls: %s\n", c->file, c->listeners[i].line,
                     c->listeners[i].name, err);
+            master_free(&m);
             return 1;
         }
     }
     if (prepare_backends(c, m.tmpl.backends, err, sizeof(err)) != 0) {
         fprintf(stderr, "%s\n", err);
+        master_free(&m);
         return 1;
     }
     if (test_only) {
         printf("%s: configuration OK\n", conf_path);
+        master_free(&m);
         return 0;
     }
 
@@ -498,6 +529,7 @@ main(int argc, char **argv)
         }
     }
     log_info("all workers stopped");
-    conf_free(m.conf);
+    master_free(&m);
+    log_close();
     return 0;
 }

@@ -574,6 +574,19 @@ build_request_head(struct session *s, const struct h1_head *h, struct evbuffer *
     return true;
 }
 
+/* Resets the access-log record for a new exchange whose head is head_len bytes. */
+static void
+begin_exchange(struct session *s, size_t head_len)
+{
+    event_base_gettimeofday_cached(s->w->base, &s->t_start);
+    s->status = 0;
+    s->scheme = NULL;
+    s->bytes_in = head_len;
+    s->bytes_out = 0;
+    snprintf(s->method, sizeof(s->method), "-");
+    snprintf(s->path, sizeof(s->path), "-");
+}
+
 /* Longest chunk-size line (size, extensions, CRLF) accepted before the head is forwarded. */
 #define FIRST_CHUNK_LINE_MAX 1024
 
@@ -613,14 +626,7 @@ start_request(struct session *s, size_t head_len)
     int status = 400;
     const char *why = NULL;
 
-    event_base_gettimeofday_cached(s->w->base, &s->t_start);
-    s->status = 0;
-    s->scheme = NULL;
-    s->bytes_in = head_len;
-    s->bytes_out = 0;
-    snprintf(s->method, sizeof(s->method), "-");
-    snprintf(s->path, sizeof(s->path), "-");
-
+    begin_exchange(s, head_len);
     if (h1_parse_request(buf, head_len, &h, hdrs, maxh, &status, &why) != H1_OK) {
         /* Log where the request was cut, never its content. */
         log_info("sid=%" PRIu64 " client %s: rejected request: %s", s->id, s->peer, why);
@@ -826,7 +832,7 @@ process_client(struct session *s)
                 if (len >= maxhead) {
                     log_info("sid=%" PRIu64 " client %s: request head over %zu bytes", s->id,
                              s->peer, maxhead);
-                    snprintf(s->method, sizeof(s->method), "-");
+                    begin_exchange(s, len);
                     local_error(s, 431, "Request Header Fields Too Large",
                                 "exshim: request head larger than %zu bytes", maxhead);
                 }

@@ -1133,7 +1133,15 @@ test_shipped_config(void **state)
         if (k == c->nroutes)
             fail_msg("no route for %s", vdirs[i]);
         assert_int_equal(c->routes[k].backend, 0);
-        assert_false(c->routes[k].offer_set); /* shipped default: offers pass through */
+        if (strcmp(vdirs[i], "/mapi") == 0) {
+            /* the make-run lab reproduces F1 on /mapi: NTLM offered and bridged */
+            assert_true(c->routes[k].offer_set);
+            assert_int_equal(c->routes[k].noffer, 1);
+            assert_int_equal(c->routes[k].offer[0], CONF_SCHEME_NTLM);
+            assert_int_equal(c->routes[k].bridge, CONF_BRIDGE_NTLM_TO_NEGOTIATE);
+        } else {
+            assert_false(c->routes[k].offer_set); /* offers pass through */
+        }
         if (i < 2) {
             assert_int_equal(c->routes[k].idle_timeout_ms, 3600000);
             assert_int_equal(c->routes[k].body_timeout_ms, 3600000);
