@@ -25,6 +25,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/time.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
@@ -64,6 +65,9 @@ struct session {
     bool tls;
     struct bufferevent *client;
     struct bufferevent *backend;
+    /* Plain sockets are read by exshim itself (see plain_fill); NULL on TLS sides, whose
+     * bufferevent reads. */
+    struct event *client_rd, *backend_rd;
     struct evbuffer *pending; /* forwarded head kept until the backend connects */
     struct event *timer;
     struct authn *auth;
@@ -74,8 +78,8 @@ struct session {
     /* pinned backend */
     const struct conf_backend *be;
     size_t be_index;
-    size_t server;     /* index in be->servers */
-    size_t tries;      /* servers tried for the current connect */
+    size_t server; /* index in be->servers */
+    size_t tries;  /* servers tried for the current connect */
     bool be_connected;
 
     const struct conf_route *route; /* route of the current (or last) exchange */
@@ -87,8 +91,8 @@ struct session {
     bool close_after; /* close the client once this response is delivered */
     int client_minor;
     bool paused_client, paused_backend;
-    bool reading_head_started; /* some bytes of a new head have arrived */
-    bool closed;               /* session_close ran; memory is freed from the event loop */
+    bool reading_head_started;   /* some bytes of a new head have arrived */
+    bool closed;                 /* session_close ran; memory is freed from the event loop */
     struct session *next, *prev; /* worker's list, for draining */
 
     /* access log of the current exchange */
@@ -117,6 +121,148 @@ static void
 touch(struct session *s)
 {
     event_base_gettimeofday_cached(s->w->base, &s->last_activity);
+}
+
+/*
+ * Reading. libevent 2.1's evbuffer_read() reads at most 4 KiB per call, so a socket
+ * bufferevent costs an epoll round, an ioctl and a callback per 4 KiB of a stream. On plain
+ * sockets exshim reads itself: its own read event, and readv() straight into space reserved in
+ * the bufferevent's input evbuffer (no extra copy), up to the session's buffer cap per call.
+ * Writes stay with the bufferevent. TLS sides keep bufferevent_openssl, which reads whole
+ * records.
+ */
+static void
+read_on(struct bufferevent *bev, struct event *rd)
+{
+    if (rd != NULL)
+        event_add(rd, NULL);
+    else
+        bufferevent_enable(bev, EV_READ);
+}
+
+static void
+read_off(struct bufferevent *bev, struct event *rd)
+{
+    if (rd != NULL)
+        event_del(rd);
+    else
+        bufferevent_disable(bev, EV_READ);
+}
+
+enum fill_result { FILL_DATA, FILL_AGAIN, FILL_FULL, FILL_EOF, FILL_ERROR };
+
+/* Reads what the socket has, up to cap bytes buffered in total. */
+static enum fill_result
+plain_fill(struct bufferevent *bev, size_t cap)
+{
+    struct evbuffer *in = bufferevent_get_input(bev);
+    size_t have = evbuffer_get_length(in);
+    if (have >= cap)
+        return FILL_FULL;
+    size_t want = cap - have;
+    struct evbuffer_iovec v[2];
+    /* A bufferevent keeps the end of its input frozen except while it reads itself. */
+    evbuffer_unfreeze(in, 0);
+    int nv = evbuffer_reserve_space(in, (ev_ssize_t)want, v, 2);
+    if (nv <= 0) {
+        evbuffer_freeze(in, 0);
+        return FILL_ERROR;
+    }
+    struct iovec iov[2];
+    size_t total = 0;
+    for (int i = 0; i < nv; i++) {
+        size_t l = v[i].iov_len < want - total ? v[i].iov_len : want - total;
+        iov[i].iov_base = v[i].iov_base;
+        iov[i].iov_len = l;
+        total += l;
+    }
+    ssize_t r;
+    do
+        r = readv(bufferevent_getfd(bev), iov, nv);
+    while (r < 0 && errno == EINTR);
+    if (r <= 0) {
+        int err = errno;
+        evbuffer_commit_space(in, v, 0);
+        evbuffer_freeze(in, 0);
+        if (r == 0)
+            return FILL_EOF;
+        errno = err;
+        return err == EAGAIN || err == EWOULDBLOCK ? FILL_AGAIN : FILL_ERROR;
+    }
+    size_t left = (size_t)r;
+    int used = 0;
+    for (int i = 0; i < nv && left > 0; i++, used++) {
+        v[i].iov_len = iov[i].iov_len < left ? iov[i].iov_len : left;
+        left -= v[i].iov_len;
+    }
+    evbuffer_commit_space(in, v, used);
+    evbuffer_freeze(in, 0);
+    return FILL_DATA;
+}
+
+static size_t
+buffer_cap(const struct session *s)
+{
+    const struct conf *c = s->w->conf;
+    return c->max_header_bytes > c->high_water ? c->max_header_bytes : c->high_water;
+}
+
+static void
+plain_read_cb(evutil_socket_t fd, short what, void *arg, bool backend)
+{
+    struct session *s = arg;
+    struct bufferevent *bev = backend ? s->backend : s->client;
+    enum fill_result r = plain_fill(bev, buffer_cap(s));
+    switch (r) {
+    case FILL_AGAIN:
+        return;
+    case FILL_DATA:
+    case FILL_FULL:
+        if (backend)
+            backend_read_cb(bev, s);
+        else
+            client_read_cb(bev, s);
+        /* Still full: nothing consumed, so stop reading until the session resumes it. */
+        if (r == FILL_FULL && !s->closed && bev == (backend ? s->backend : s->client) &&
+            evbuffer_get_length(bufferevent_get_input(bev)) >= buffer_cap(s))
+            read_off(bev, backend ? s->backend_rd : s->client_rd);
+        return;
+    case FILL_EOF:
+    case FILL_ERROR:
+        if (backend)
+            backend_event_cb(
+                bev, BEV_EVENT_READING | (r == FILL_EOF ? BEV_EVENT_EOF : BEV_EVENT_ERROR), s);
+        else
+            client_event_cb(
+                bev, BEV_EVENT_READING | (r == FILL_EOF ? BEV_EVENT_EOF : BEV_EVENT_ERROR), s);
+        return;
+    }
+}
+
+static void
+client_plain_read_cb(evutil_socket_t fd, short what, void *arg)
+{
+    plain_read_cb(fd, what, arg, false);
+}
+
+static void
+backend_plain_read_cb(evutil_socket_t fd, short what, void *arg)
+{
+    plain_read_cb(fd, what, arg, true);
+}
+
+/* Frees the backend connection and its read event (the event first: it uses the fd). */
+static void
+free_backend_conn(struct session *s)
+{
+    if (s->backend_rd != NULL) {
+        event_free(s->backend_rd);
+        s->backend_rd = NULL;
+    }
+    if (s->backend != NULL) {
+        bufferevent_free(s->backend);
+        s->backend = NULL;
+    }
 }
 
 static void
@@ -161,9 +307,8 @@ log_access(struct session *s)
     log_info("access sid=%" PRIu64 " client=%s method=%s path=%s status=%d in=%" PRIu64
              " out=%" PRIu64 " ms=%ld backend=%s%s%s%s%s auth=%s",
              s->id, s->peer, s->method, s->path, s->status, s->bytes_in, s->bytes_out,
-             (long)(d.tv_sec * 1000 + d.tv_usec / 1000), s->be ? s->be->name : "-",
-             sv ? "/" : "", sv ? sv->host : "", sv ? ":" : "", sv ? sv->port : "",
-             s->scheme ? s->scheme : "-");
+             (long)(d.tv_sec * 1000 + d.tv_usec / 1000), s->be ? s->be->name : "-", sv ? "/" : "",
+             sv ? sv->host : "", sv ? ":" : "", sv ? sv->port : "", s->scheme ? s->scheme : "-");
     s->method[0] = '\0';
 }
 
@@ -173,11 +318,8 @@ close_after_flush(struct session *s)
 {
     s->resp = RESP_CLOSING;
     s->req = REQ_DONE;
-    bufferevent_disable(s->client, EV_READ);
-    if (s->backend != NULL) {
-        bufferevent_free(s->backend);
-        s->backend = NULL;
-    }
+    read_off(s->client, s->client_rd);
+    free_backend_conn(s);
     if (evbuffer_get_length(bufferevent_get_output(s->client)) == 0) {
         session_close(s);
         return;
@@ -218,8 +360,7 @@ local_response(struct session *s, int status, const char *reason, const char *bo
     close_after_flush(s);
 }
 
-static void
-local_error(struct session *s, int status, const char *reason, const char *fmt, ...)
+static void local_error(struct session *s, int status, const char *reason, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
 static void
@@ -283,11 +424,13 @@ session_close(struct session *s)
         return;
     s->closed = true;
     log_access(s);
-    if (s->backend != NULL)
-        bufferevent_free(s->backend);
+    free_backend_conn(s);
+    if (s->client_rd != NULL)
+        event_free(s->client_rd);
+    s->client_rd = NULL;
     if (s->client != NULL)
         bufferevent_free(s->client);
-    s->backend = s->client = NULL;
+    s->client = NULL;
     if (s->pending != NULL)
         evbuffer_free(s->pending);
     if (s->timer != NULL)
@@ -308,10 +451,7 @@ session_close(struct session *s)
 static void
 drop_backend(struct session *s)
 {
-    if (s->backend != NULL) {
-        bufferevent_free(s->backend);
-        s->backend = NULL;
-    }
+    free_backend_conn(s);
     s->be_connected = false;
     authn_backend_lost(s->auth);
 }
@@ -359,6 +499,15 @@ timer_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 /* ---- backend connection -------------------------------------------------------------- */
+
+/* libevent reads and writes at most 16 KiB per callback by default; a stream then costs one
+ * callback (and one relay pass) per 16 KiB. Let one pass move up to the high-water mark. */
+static void
+tune_bev(struct bufferevent *bev, size_t hw)
+{
+    bufferevent_set_max_single_read(bev, hw);
+    bufferevent_set_max_single_write(bev, hw);
+}
 
 /* Rendezvous hashing over the pool's servers keyed by the client address: deterministic, so
  * two exshim instances choose alike, and a client keeps its server while it stays up. */
@@ -415,6 +564,7 @@ backend_connect(struct session *s)
                          .tv_usec = (s->be->connect_timeout_ms % 1000) * 1000};
     bufferevent_set_timeouts(bev, NULL, &ct);
     bufferevent_setwatermark(bev, EV_READ, 0, s->w->conf->high_water);
+    tune_bev(bev, s->w->conf->high_water);
     /* Addresses were resolved at start-up: no blocking name lookup on the event loop. */
     if (bufferevent_socket_connect(bev, (struct sockaddr *)&rt->addr[s->server],
                                    (int)rt->addrlen[s->server]) != 0) {
@@ -441,12 +591,20 @@ backend_connected(struct session *s)
         if (tlsctx_peer_hash(ssl, h) == 0)
             authn_set_backend_cert(s->auth, h);
     }
-    bufferevent_enable(bev, EV_READ | EV_WRITE);
+    if (ssl == NULL) {
+        s->backend_rd = event_new(s->w->base, fd, EV_READ | EV_PERSIST, backend_plain_read_cb, s);
+        if (s->backend_rd == NULL) {
+            session_close(s);
+            return;
+        }
+    }
+    bufferevent_enable(bev, EV_WRITE);
+    read_on(bev, s->backend_rd);
     if (s->resp == RESP_CONNECTING) {
         bufferevent_write_buffer(bev, s->pending);
         s->resp = RESP_HEAD;
         if (s->req == REQ_BODY)
-            bufferevent_enable(s->client, EV_READ);
+            read_on(s->client, s->client_rd);
         process_client(s);
     }
 }
@@ -462,8 +620,7 @@ is_hop_by_hop(struct h1_slice name, const struct h1_slice *conn_tokens, size_t n
         if (h1_slice_eq(name, hop[i]))
             return true;
     for (size_t i = 0; i < ntok; i++)
-        if (name.len == conn_tokens[i].len &&
-            strncasecmp(name.p, conn_tokens[i].p, name.len) == 0)
+        if (name.len == conn_tokens[i].len && strncasecmp(name.p, conn_tokens[i].p, name.len) == 0)
             return true;
     return false;
 }
@@ -505,7 +662,8 @@ copy_slice(char *dst, size_t cap, struct h1_slice s)
 static struct h1_slice
 target_path(struct h1_slice t)
 {
-    if (t.len > 7 && (strncasecmp(t.p, "http://", 7) == 0 || strncasecmp(t.p, "https://", 8) == 0)) {
+    if (t.len > 7 &&
+        (strncasecmp(t.p, "http://", 7) == 0 || strncasecmp(t.p, "https://", 8) == 0)) {
         const char *p = memchr(t.p + 8, '/', t.len - 8);
         if (p == NULL)
             return (struct h1_slice){"/", 1};
@@ -546,8 +704,7 @@ build_request_head(struct session *s, const struct h1_head *h, struct evbuffer *
 
     struct evbuffer *local = evbuffer_new();
     const char *why = NULL;
-    enum authn_verdict v =
-        authn_request(s->auth, s->route, authz, out, local, &s->scheme, &why);
+    enum authn_verdict v = authn_request(s->auth, s->route, authz, out, local, &s->scheme, &why);
     if (v == AUTHN_LOCAL_401) {
         local_response(s, 401, "Unauthorized", "exshim: authentication required\n", local,
                        h->body == H1_BODY_NONE);
@@ -620,8 +777,8 @@ start_request(struct session *s, size_t head_len)
     struct evbuffer *in = bufferevent_get_input(s->client);
     const char *buf = (const char *)evbuffer_pullup(in, (ev_ssize_t)head_len);
     struct h1_header hdrs[MAX_HEADERS_CAP];
-    size_t maxh = s->w->conf->max_headers < MAX_HEADERS_CAP ? s->w->conf->max_headers
-                                                            : MAX_HEADERS_CAP;
+    size_t maxh =
+        s->w->conf->max_headers < MAX_HEADERS_CAP ? s->w->conf->max_headers : MAX_HEADERS_CAP;
     struct h1_head h;
     int status = 400;
     const char *why = NULL;
@@ -639,8 +796,7 @@ start_request(struct session *s, size_t head_len)
             return false;
         if (ok < 0) {
             copy_slice(s->method, sizeof(s->method), h.method);
-            log_info("sid=%" PRIu64 " client %s: rejected request: bad chunk size", s->id,
-                     s->peer);
+            log_info("sid=%" PRIu64 " client %s: rejected request: bad chunk size", s->id, s->peer);
             local_error(s, 400, "Bad Request", "exshim: bad chunk size in request body");
             return true;
         }
@@ -703,13 +859,13 @@ start_request(struct session *s, size_t head_len)
     s->pending = head;
     s->resp = RESP_CONNECTING;
     /* Body bytes stay in the client's input until the backend is connected. */
-    bufferevent_disable(s->client, EV_READ);
+    read_off(s->client, s->client_rd);
     if (backend_connect(s) != 0) {
         const struct conf_server *sv = &be->servers[s->server];
         log_warnx("sid=%" PRIu64 " backend %s (%s:%s): cannot start connection", s->id, be->name,
                   sv->host, sv->port);
-        local_error(s, 502, "Bad Gateway", "exshim: backend %s (%s:%s) is unreachable",
-                    be->name, sv->host, sv->port);
+        local_error(s, 502, "Bad Gateway", "exshim: backend %s (%s:%s) is unreachable", be->name,
+                    sv->host, sv->port);
     }
     return true;
 }
@@ -749,8 +905,7 @@ frame_bytes(struct h1_body *b, struct evbuffer *in, size_t avail)
  * copy), never past the message end and never past the high-water mark of out.
  */
 static enum relay_result
-relay_body(struct evbuffer *in, struct evbuffer *out, struct h1_body *b, size_t hw,
-           uint64_t *count)
+relay_body(struct evbuffer *in, struct evbuffer *out, struct h1_body *b, size_t hw, uint64_t *count)
 {
     while (!b->done && evbuffer_get_length(in) > 0) {
         size_t outlen = evbuffer_get_length(out);
@@ -785,13 +940,12 @@ relay_request_body(struct session *s)
         break;
     case RELAY_FULL:
         /* Backpressure: stop reading the client until the backend drains to half. */
-        bufferevent_disable(s->client, EV_READ);
+        read_off(s->client, s->client_rd);
         s->paused_client = true;
         bufferevent_setwatermark(s->backend, EV_WRITE, hw / 2, 0);
         break;
     case RELAY_BAD:
-        log_info("sid=%" PRIu64 " client %s: bad chunked framing in request body", s->id,
-                 s->peer);
+        log_info("sid=%" PRIu64 " client %s: bad chunked framing in request body", s->id, s->peer);
         /* The backend has part of the body: its connection cannot be reused. */
         drop_backend(s);
         if (s->resp == RESP_HEAD && s->status == 0)
@@ -883,7 +1037,7 @@ finish_exchange(struct session *s)
     s->req = REQ_HEAD;
     s->reading_head_started = false;
     arm_timer(s, s->route ? s->route->idle_timeout_ms : header_timeout(s));
-    bufferevent_enable(s->client, EV_READ);
+    read_on(s->client, s->client_rd);
     process_client(s);
 }
 
@@ -936,8 +1090,7 @@ relay_response_body(struct session *s)
 {
     struct evbuffer *in = bufferevent_get_input(s->backend);
     size_t hw = s->w->conf->high_water;
-    switch (relay_body(in, bufferevent_get_output(s->client), &s->resp_body, hw,
-                       &s->bytes_out)) {
+    switch (relay_body(in, bufferevent_get_output(s->client), &s->resp_body, hw, &s->bytes_out)) {
     case RELAY_DONE:
         if (evbuffer_get_length(in) > 0) {
             log_warnx("sid=%" PRIu64 " backend %s sent %zu bytes after its response; "
@@ -948,7 +1101,7 @@ relay_response_body(struct session *s)
         finish_exchange(s);
         break;
     case RELAY_FULL:
-        bufferevent_disable(s->backend, EV_READ);
+        read_off(s->backend, s->backend_rd);
         s->paused_backend = true;
         bufferevent_setwatermark(s->client, EV_WRITE, hw / 2, 0);
         break;
@@ -986,15 +1139,14 @@ process_backend(struct session *s)
             return;
         }
         struct h1_header hdrs[MAX_HEADERS_CAP];
-        size_t maxh = s->w->conf->max_headers < MAX_HEADERS_CAP ? s->w->conf->max_headers
-                                                                : MAX_HEADERS_CAP;
+        size_t maxh =
+            s->w->conf->max_headers < MAX_HEADERS_CAP ? s->w->conf->max_headers : MAX_HEADERS_CAP;
         struct h1_head h;
         int status;
         const char *why;
         if (h1_parse_response(p, head_len, s->req_head_method, &h, hdrs, maxh, &status, &why) !=
             H1_OK) {
-            log_warnx("sid=%" PRIu64 " backend %s: invalid response: %s", s->id, s->be->name,
-                      why);
+            log_warnx("sid=%" PRIu64 " backend %s: invalid response: %s", s->id, s->be->name, why);
             local_error(s, 502, "Bad Gateway", "exshim: backend %s sent an invalid response (%s)",
                         s->be->name, why);
             return;
@@ -1053,7 +1205,7 @@ client_write_cb(struct bufferevent *bev, void *arg)
         s->paused_backend = false;
         bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
         if (s->backend != NULL) {
-            bufferevent_enable(s->backend, EV_READ);
+            read_on(s->backend, s->backend_rd);
             touch(s);
             process_backend(s);
             if (s->closed)
@@ -1110,7 +1262,7 @@ backend_write_cb(struct bufferevent *bev, void *arg)
     if (s->paused_client) {
         s->paused_client = false;
         bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
-        bufferevent_enable(s->client, EV_READ);
+        read_on(s->client, s->client_rd);
         touch(s);
         process_client(s);
     }
@@ -1133,17 +1285,15 @@ backend_event_cb(struct bufferevent *bev, short what, void *arg)
         SSL *ssl = bufferevent_openssl_get_ssl(bev);
         unsigned long e = ssl ? bufferevent_get_openssl_error(bev) : 0;
         if (what & BEV_EVENT_TIMEOUT)
-            snprintf(why, sizeof(why), "connect timed out after %u ms",
-                     s->be->connect_timeout_ms);
+            snprintf(why, sizeof(why), "connect timed out after %u ms", s->be->connect_timeout_ms);
         else if (e != 0)
             tlsctx_err_string(e, why, sizeof(why));
         else
-            snprintf(why, sizeof(why), "%s", err ? evutil_socket_error_to_string(err)
-                                                 : "connection closed");
-        log_warnx("sid=%" PRIu64 " backend %s (%s:%s): %s", s->id, s->be->name, sv->host,
-                  sv->port, why);
-        bufferevent_free(s->backend);
-        s->backend = NULL;
+            snprintf(why, sizeof(why), "%s",
+                     err ? evutil_socket_error_to_string(err) : "connection closed");
+        log_warnx("sid=%" PRIu64 " backend %s (%s:%s): %s", s->id, s->be->name, sv->host, sv->port,
+                  why);
+        free_backend_conn(s);
         if (s->resp == RESP_CONNECTING && s->tries < s->be->nservers) {
             s->server = (s->server + 1) % s->be->nservers;
             s->tries++;
@@ -1262,11 +1412,20 @@ session_accept(struct worker *w, size_t li, int fd, const struct sockaddr *sa, i
         return;
     }
     bufferevent_setcb(s->client, client_read_cb, client_write_cb, client_event_cb, s);
+    if (!s->tls) {
+        s->client_rd = event_new(w->base, fd, EV_READ | EV_PERSIST, client_plain_read_cb, s);
+        if (s->client_rd == NULL) {
+            session_close(s);
+            return;
+        }
+    }
     /* Bound what one client can queue while its previous exchange is still running. */
     size_t cap = w->conf->max_header_bytes > w->conf->high_water ? w->conf->max_header_bytes
                                                                  : w->conf->high_water;
     bufferevent_setwatermark(s->client, EV_READ, 0, cap);
-    bufferevent_enable(s->client, EV_READ | EV_WRITE);
+    tune_bev(s->client, w->conf->high_water);
+    bufferevent_enable(s->client, EV_WRITE);
+    read_on(s->client, s->client_rd);
     s->reading_head_started = true; /* a new connection must send its head in time */
     arm_timer(s, header_timeout(s));
 }
