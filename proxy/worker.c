@@ -118,7 +118,15 @@ worker_run(struct worker *w, int ready_fd)
     const struct conf *c = w->conf;
     struct listen_arg *args = calloc(c->nlisteners, sizeof(*args));
     w->listeners = calloc(c->nlisteners, sizeof(*w->listeners));
-    w->base = event_base_new();
+    /* The epoll changelist folds a read stopped and restarted within one loop turn (relay
+     * backpressure does this constantly) into no epoll_ctl call at all. Our fds are never
+     * dup()ed, which is the changelist's one caveat. */
+    struct event_config *cfg = event_config_new();
+    if (cfg != NULL) {
+        event_config_set_flag(cfg, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+        w->base = event_base_new_with_config(cfg);
+        event_config_free(cfg);
+    }
     if (args == NULL || w->listeners == NULL || w->base == NULL)
         fatalx("worker %d: out of memory", w->index);
 
