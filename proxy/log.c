@@ -87,14 +87,14 @@ vlog(const char *lvl, const char *fmt, va_list ap, const char *suffix)
         fwrite(line, 1, n, log_file);
 }
 
-#define LOG_BODY(level, name, suffix)                                                          \
-    do {                                                                                       \
-        if (!log_level_enabled(level))                                                         \
-            return;                                                                            \
-        va_list ap;                                                                            \
-        va_start(ap, fmt);                                                                     \
-        vlog(name, fmt, ap, suffix);                                                           \
-        va_end(ap);                                                                            \
+#define LOG_BODY(level, name, suffix)                                                              \
+    do {                                                                                           \
+        if (!log_level_enabled(level))                                                             \
+            return;                                                                                \
+        va_list ap;                                                                                \
+        va_start(ap, fmt);                                                                         \
+        vlog(name, fmt, ap, suffix);                                                               \
+        va_end(ap);                                                                                \
     } while (0)
 
 void

@@ -39,22 +39,21 @@
 static void
 usage(FILE *f)
 {
-    fprintf(f,
-            "usage: exshim -c FILE [-t] [-r READY_FILE] [-w WORKERS] [-d]\n"
-            "       exshim -h | -V\n"
-            "\n"
-            "  -c FILE        configuration file (libconfig syntax; see conf/exshim.conf)\n"
-            "  -t             check the configuration (syntax, keys, certificates) and exit:\n"
-            "                 0 when valid, 1 with FILE:LINE: KEY: message otherwise\n"
-            "  -r READY_FILE  once every worker listens, write one line per listener,\n"
-            "                 \"NAME HOST:PORT\" (port 0 in the file shows the real port)\n"
-            "  -w WORKERS     number of worker processes, overrides `workers` in the file\n"
-            "  -d             detach and run in the background (logs: log_file, if set)\n"
-            "  -h             this help\n"
-            "  -V             version of exshim and of the libraries it runs with\n"
-            "\n"
-            "Signals: TERM/INT stop accepting, let exchanges in flight finish within `grace`,\n"
-            "then exit 0.\n");
+    fprintf(f, "usage: exshim -c FILE [-t] [-r READY_FILE] [-w WORKERS] [-d]\n"
+               "       exshim -h | -V\n"
+               "\n"
+               "  -c FILE        configuration file (libconfig syntax; see conf/exshim.conf)\n"
+               "  -t             check the configuration (syntax, keys, certificates) and exit:\n"
+               "                 0 when valid, 1 with FILE:LINE: KEY: message otherwise\n"
+               "  -r READY_FILE  once every worker listens, write one line per listener,\n"
+               "                 \"NAME HOST:PORT\" (port 0 in the file shows the real port)\n"
+               "  -w WORKERS     number of worker processes, overrides `workers` in the file\n"
+               "  -d             detach and run in the background (logs: log_file, if set)\n"
+               "  -h             this help\n"
+               "  -V             version of exshim and of the libraries it runs with\n"
+               "\n"
+               "Signals: TERM/INT stop accepting, let exchanges in flight finish within `grace`,\n"
+               "then exit 0.\n");
 }
 
 static void
@@ -201,8 +200,8 @@ check_extended_protection(const struct conf *c)
                 unsigned char bh[32];
                 char e[256];
                 if (tlsctx_probe_hash(b, &b->servers[s], 2000, bh, e, sizeof(e)) != 0) {
-                    log_warnx("route %s: cannot compare certificates with backend %s: %s",
-                              rt->path, b->name, e);
+                    log_warnx("route %s: cannot compare certificates with backend %s: %s", rt->path,
+                              b->name, e);
                     continue;
                 }
                 if (memcmp(lh, bh, 32) != 0) {
@@ -213,8 +212,8 @@ check_extended_protection(const struct conf *c)
                               "than listener %s (sha256 %.16s... vs %.16s...): clients with "
                               "Extended Protection (channel binding) will be refused by the "
                               "backend; install the listener's certificate on the backend",
-                              rt->path, b->name, b->servers[s].host, b->servers[s].port,
-                              l->name, bb, a);
+                              rt->path, b->name, b->servers[s].host, b->servers[s].port, l->name,
+                              bb, a);
                 }
             }
         }
@@ -281,8 +280,8 @@ spawn_worker(struct master *m, int index, int ready_wr)
         snprintf(port, sizeof(port), "%d", m->ports[i]);
         w.listen_fds[i] = open_bound(m->conf->listeners[i].host, port, true, &got);
         if (w.listen_fds[i] < 0)
-            fatal("listener %s: %s:%s", m->conf->listeners[i].name,
-                  m->conf->listeners[i].host, port);
+            fatal("listener %s: %s:%s", m->conf->listeners[i].name, m->conf->listeners[i].host,
+                  port);
     }
     for (size_t i = 0; i < m->conf->nlisteners; i++)
         close(m->reserve_fds[i]);
@@ -300,8 +299,7 @@ write_ready_file(const char *path, const struct master *m)
     for (size_t i = 0; i < m->conf->nlisteners; i++) {
         const struct conf_listener *l = &m->conf->listeners[i];
         bool v6 = strchr(l->host, ':') != NULL;
-        fprintf(f, "%s %s%s%s:%d\n", l->name, v6 ? "[" : "", l->host, v6 ? "]" : "",
-                m->ports[i]);
+        fprintf(f, "%s %s%s%s:%d\n", l->name, v6 ? "[" : "", l->host, v6 ? "]" : "", m->ports[i]);
     }
     if (fclose(f) != 0)
         return -1;
@@ -317,8 +315,8 @@ wait_ready(int fd, int n)
     clock_gettime(CLOCK_MONOTONIC, &start);
     while (got < n) {
         clock_gettime(CLOCK_MONOTONIC, &now);
-        long left = 15000 - ((now.tv_sec - start.tv_sec) * 1000 +
-                             (now.tv_nsec - start.tv_nsec) / 1000000);
+        long left =
+            15000 - ((now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000);
         if (left <= 0)
             return -1;
         struct pollfd p = {.fd = fd, .events = POLLIN};
@@ -436,8 +434,8 @@ main(int argc, char **argv)
     if (m.reserve_fds == NULL || m.ports == NULL)
         fatalx("out of memory");
     for (size_t i = 0; i < c->nlisteners; i++) {
-        m.reserve_fds[i] = open_bound(c->listeners[i].host, c->listeners[i].port, false,
-                                      &m.ports[i]);
+        m.reserve_fds[i] =
+            open_bound(c->listeners[i].host, c->listeners[i].port, false, &m.ports[i]);
         if (m.reserve_fds[i] < 0)
             fatal("%s:%d: listeners.%s: cannot bind %s:%s", c->file, c->listeners[i].line,
                   c->listeners[i].name, c->listeners[i].host, c->listeners[i].port);

@@ -147,8 +147,8 @@ apply_common(SSL_CTX *ctx, const struct conf_listener *l, char *err, size_t errl
 }
 
 static SSL_CTX *
-server_ctx_one(const struct conf_listener *l, const struct conf_cert *c, X509 **leaf_out,
-               char *err, size_t errlen)
+server_ctx_one(const struct conf_listener *l, const struct conf_cert *c, X509 **leaf_out, char *err,
+               size_t errlen)
 {
     char e[512];
     SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
@@ -169,8 +169,8 @@ server_ctx_one(const struct conf_listener *l, const struct conf_cert *c, X509 **
         goto fail;
     }
     if (SSL_CTX_check_private_key(ctx) != 1) {
-        snprintf(err, errlen, "listener %s: key %s does not match certificate %s", l->name,
-                 c->key, c->chain);
+        snprintf(err, errlen, "listener %s: key %s does not match certificate %s", l->name, c->key,
+                 c->chain);
         goto fail;
     }
     X509 *leaf = SSL_CTX_get0_certificate(ctx);
@@ -342,8 +342,7 @@ tlsctx_peer_hash(SSL *ssl, unsigned char out[32])
 }
 
 static int
-connect_timeout(const char *host, const char *port, unsigned timeout_ms, char *err,
-                size_t errlen)
+connect_timeout(const char *host, const char *port, unsigned timeout_ms, char *err, size_t errlen)
 {
     struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res = NULL;
     int gai = getaddrinfo(host, port, &hints, &res);

@@ -21,8 +21,7 @@ struct listen_arg {
 };
 
 static void
-accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen,
-          void *arg)
+accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen, void *arg)
 {
     struct listen_arg *la = arg;
     if (la->w->draining) {
@@ -142,8 +141,7 @@ worker_run(struct worker *w, int ready_fd)
         args[i].index = i;
         w->listeners[i] =
             evconnlistener_new(w->base, accept_cb, &args[i],
-                               LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1,
-                               w->listen_fds[i]);
+                               LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, w->listen_fds[i]);
         if (w->listeners[i] == NULL)
             fatal("worker %d: listener %s", w->index, c->listeners[i].name);
         evconnlistener_set_error_cb(w->listeners[i], accept_error_cb);

@@ -21,8 +21,8 @@ struct session;
 
 /* Per-backend runtime data prepared before the workers fork. */
 struct backend_rt {
-    struct ssl_ctx_st *tls;           /* client context, NULL for plain HTTP backends */
-    struct sockaddr_storage *addr;    /* per server, resolved at start-up */
+    struct ssl_ctx_st *tls;        /* client context, NULL for plain HTTP backends */
+    struct sockaddr_storage *addr; /* per server, resolved at start-up */
     socklen_t *addrlen;
 };
 
@@ -33,7 +33,7 @@ struct worker {
     struct ssl_ctx_st **listener_tls; /* per listener, NULL for plain */
     struct backend_rt *backends;      /* per backend */
     struct evconnlistener **listeners;
-    int *listen_fds;                  /* per listener, bound and listening */
+    int *listen_fds; /* per listener, bound and listening */
     struct event *sig_term, *sig_int, *grace_timer, *accept_retry;
     size_t nsessions;
     struct session *sessions;
