@@ -51,10 +51,10 @@ struct conf_listener {
      * (matched against their subject names by proxy/tls.c). */
     struct conf_cert *certs;
     size_t ncerts;
-    int min_protocol; /* CONF_TLS1x; default CONF_TLS12 */
-    int max_protocol; /* default CONF_TLS13 */
-    char *ciphers;      /* TLS <= 1.2 cipher list; NULL = OpenSSL default */
-    char *ciphersuites; /* TLS 1.3 suites; NULL = OpenSSL default */
+    int min_protocol;     /* CONF_TLS1x; default CONF_TLS12 */
+    int max_protocol;     /* default CONF_TLS13 */
+    char *ciphers;        /* TLS <= 1.2 cipher list; NULL = OpenSSL default */
+    char *ciphersuites;   /* TLS 1.3 suites; NULL = OpenSSL default */
     bool session_tickets; /* default true */
     int line;
 };
@@ -68,22 +68,22 @@ struct conf_backend {
     char *name;
     struct conf_server *servers;
     size_t nservers;
-    bool tls;         /* SSL bridging: TLS to the backend */
-    char *ca_file;    /* CA bundle to verify the backend; NULL = system default paths */
-    char *sni;        /* SNI and name to verify; NULL = server host */
-    bool verify;      /* default true */
-    int min_protocol; /* default CONF_TLS12 */
-    int max_protocol; /* default CONF_TLS13 */
+    bool tls;                    /* SSL bridging: TLS to the backend */
+    char *ca_file;               /* CA bundle to verify the backend; NULL = system default paths */
+    char *sni;                   /* SNI and name to verify; NULL = server host */
+    bool verify;                 /* default true */
+    int min_protocol;            /* default CONF_TLS12 */
+    int max_protocol;            /* default CONF_TLS13 */
     unsigned connect_timeout_ms; /* default 5000 */
     bool tcp_keepalive;          /* default true */
     int line;
 };
 
 struct conf_route {
-    char *path;       /* prefix, e.g. "/rpc"; for the default route the literal "default" */
-    bool is_default;  /* path = "default": used when no prefix matches */
+    char *path;      /* prefix, e.g. "/rpc"; for the default route the literal "default" */
+    bool is_default; /* path = "default": used when no prefix matches */
     char *backend_name;
-    size_t backend;   /* index into conf.backends, resolved by conf_load */
+    size_t backend; /* index into conf.backends, resolved by conf_load */
     /* Schemes offered to clients in order. noffer == 0 and !offer_set: pass the backend's
      * offers through untouched. */
     enum conf_scheme offer[CONF_MAX_OFFER];
@@ -101,14 +101,14 @@ struct conf_route {
 
 struct conf {
     char *file;
-    int workers; /* 0 = "auto" (number of online CPUs) */
-    char *log_file;           /* NULL: stderr only */
+    int workers;                   /* 0 = "auto" (number of online CPUs) */
+    char *log_file;                /* NULL: stderr only */
     enum conf_log_level log_level; /* default info */
-    bool access_log;          /* default true */
-    size_t max_header_bytes;  /* default 65536; over it: 431 */
-    size_t max_headers;       /* header line count, default 200 */
-    size_t high_water;        /* relay output high-water mark, default 65536 */
-    unsigned grace_ms;        /* drain period on SIGTERM, default 30000 */
+    bool access_log;               /* default true */
+    size_t max_header_bytes;       /* default 65536; over it: 431 */
+    size_t max_headers;            /* header line count, default 200 */
+    size_t high_water;             /* relay output high-water mark, default 65536 */
+    unsigned grace_ms;             /* drain period on SIGTERM, default 30000 */
     struct conf_listener *listeners;
     size_t nlisteners;
     struct conf_backend *backends;
