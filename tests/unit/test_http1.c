@@ -208,6 +208,24 @@ test_keep_alive_rules(void **state)
     }
 }
 
+/* Content-Length up to 2^63-1 is accepted; 2^63 is not. */
+static void
+test_content_length_limits(void **state)
+{
+    struct h1_head h;
+    struct h1_header hd[NH];
+    int st;
+    const char *why;
+    assert_int_equal(parse_req("PUT / HTTP/1.1\r\nContent-Length: 9223372036854775807\r\n\r\n", &h,
+                               hd, &st, &why),
+                     H1_OK);
+    assert_true(h.content_length == 9223372036854775807ULL);
+    assert_int_equal(parse_req("PUT / HTTP/1.1\r\nContent-Length: 9223372036854775808\r\n\r\n", &h,
+                               hd, &st, &why),
+                     H1_ERROR);
+    assert_int_equal(st, 400);
+}
+
 static void
 test_upgrade_is_plain_request(void **state)
 {
@@ -375,6 +393,7 @@ main(void)
         cmocka_unit_test(test_too_many_headers),
         cmocka_unit_test(test_every_prefix_incomplete),
         cmocka_unit_test(test_keep_alive_rules),
+        cmocka_unit_test(test_content_length_limits),
         cmocka_unit_test(test_upgrade_is_plain_request),
         cmocka_unit_test(test_expect_continue),
         cmocka_unit_test(test_response_framing),
