@@ -31,6 +31,7 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
+#include <event2/bufferevent_struct.h>
 #include <event2/event.h>
 #include <event2/util.h>
 #include <openssl/ssl.h>
@@ -114,6 +115,7 @@ static void backend_write_cb(struct bufferevent *bev, void *arg);
 static void backend_event_cb(struct bufferevent *bev, short what, void *arg);
 static void session_close(struct session *s);
 static void process_client(struct session *s);
+static void flush_plain(struct session *s);
 
 /* ---- helpers ------------------------------------------------------------------------- */
 
@@ -219,7 +221,7 @@ plain_read_cb(evutil_socket_t fd, short what, void *arg, bool backend)
     case FILL_DATA:
     case FILL_FULL:
         if (backend)
-            backend_read_cb(bev, s);
+            backend_read_cb(bev, s); /* ends with flush_plain */
         else
             client_read_cb(bev, s);
         /* Still full: nothing consumed, so stop reading until the session resumes it. */
@@ -496,6 +498,47 @@ timer_cb(evutil_socket_t fd, short what, void *arg)
     log_info("sid=%" PRIu64 " no traffic for %u ms inside an exchange, closing", s->id,
              s->timeout_ms);
     session_close(s);
+}
+
+/*
+ * Speculative writes on plain sockets. A socket bufferevent writes only when its write event
+ * fires: one epoll_ctl to arm it, a loop turn, the write, one epoll_ctl to disarm it. exshim
+ * writes what the session just queued at once, at the end of the callback that queued it; when
+ * everything went out, the write event armed meanwhile is removed again, which the epoll
+ * changelist folds into no system call. What the socket does not take is left to the
+ * bufferevent as before. (bufferevent_openssl already writes at once.)
+ */
+static bool
+flush_one(struct bufferevent *bev)
+{
+    struct evbuffer *out = bufferevent_get_output(bev);
+    if (evbuffer_get_length(out) == 0)
+        return false;
+    /* A bufferevent keeps the start of its output frozen except while it writes itself. */
+    evbuffer_unfreeze(out, 1);
+    evbuffer_write(out, bufferevent_getfd(bev));
+    evbuffer_freeze(out, 1);
+    if (evbuffer_get_length(out) == 0)
+        event_del(&bev->ev_write);
+    return true;
+}
+
+static void
+flush_plain(struct session *s)
+{
+    size_t hw = s->w->conf->high_water;
+    if (s->closed)
+        return;
+    if (s->backend != NULL && s->backend_rd != NULL && s->be_connected && flush_one(s->backend) &&
+        s->paused_client && evbuffer_get_length(bufferevent_get_output(s->backend)) <= hw / 2)
+        backend_write_cb(s->backend, s); /* the write callback would have resumed the client */
+    if (s->closed)
+        return;
+    if (s->client != NULL && s->client_rd != NULL && flush_one(s->client)) {
+        size_t left = evbuffer_get_length(bufferevent_get_output(s->client));
+        if ((s->resp == RESP_CLOSING && left == 0) || (s->paused_backend && left <= hw / 2))
+            client_write_cb(s->client, s);
+    }
 }
 
 /* ---- backend connection -------------------------------------------------------------- */
@@ -1189,6 +1232,7 @@ client_read_cb(struct bufferevent *bev, void *arg)
     struct session *s = arg;
     touch(s);
     process_client(s);
+    flush_plain(s);
 }
 
 static void
@@ -1253,6 +1297,7 @@ backend_read_cb(struct bufferevent *bev, void *arg)
         return;
     }
     process_backend(s);
+    flush_plain(s);
 }
 
 static void
