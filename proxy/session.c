@@ -87,6 +87,7 @@ struct session {
     enum req_state req;
     enum resp_state resp;
     struct h1_body req_body, resp_body;
+    size_t resp_prefix;   /* bytes of rewritten response head in front of the backend's input */
     bool req_head_method; /* request was HEAD */
     bool client_keep_alive;
     bool close_after; /* close the client once this response is delivered */
@@ -921,15 +922,21 @@ enum relay_result {
     RELAY_BAD,  /* framing error */
 };
 
-/* How many of the first avail bytes of in belong to the message b frames; -1 on bad framing.
- * Content-Length only counts; chunked framing reads the bytes in place (evbuffer_peek). */
+/* How many of the avail bytes of in after its first skip bytes belong to the message b frames;
+ * -1 on bad framing. Content-Length only counts; chunked framing reads the bytes in place
+ * (evbuffer_peek). */
 static ssize_t
-frame_bytes(struct h1_body *b, struct evbuffer *in, size_t avail)
+frame_bytes(struct h1_body *b, struct evbuffer *in, size_t skip, size_t avail)
 {
     if (b->kind != H1_BODY_CHUNKED)
         return h1_body_feed(b, NULL, avail, NULL);
+    if (avail == 0)
+        return 0;
+    struct evbuffer_ptr at;
+    if (evbuffer_ptr_set(in, &at, skip, EVBUFFER_PTR_SET) != 0)
+        return 0;
     struct evbuffer_iovec v[8];
-    int nv = evbuffer_peek(in, (ev_ssize_t)avail, NULL, v, 8);
+    int nv = evbuffer_peek(in, (ev_ssize_t)avail, &at, v, 8);
     size_t take = 0;
     for (int i = 0; i < nv && take < avail && !b->done; i++) {
         size_t l = v[i].iov_len < avail - take ? v[i].iov_len : avail - take;
@@ -945,27 +952,32 @@ frame_bytes(struct h1_body *b, struct evbuffer *in, size_t avail)
 
 /*
  * The relay proper, for either direction: moves whole evbuffer chains from in to out (no
- * copy), never past the message end and never past the high-water mark of out.
+ * copy), never past the message end and never past the high-water mark of out. The first
+ * *prefix bytes of in are a rewritten head placed in front of the body (see process_backend);
+ * they go out with the body, in the same chain and so in the same TLS record.
  */
 static enum relay_result
-relay_body(struct evbuffer *in, struct evbuffer *out, struct h1_body *b, size_t hw, uint64_t *count)
+relay_body(struct evbuffer *in, struct evbuffer *out, struct h1_body *b, size_t hw, size_t *prefix,
+           uint64_t *count)
 {
-    while (!b->done && evbuffer_get_length(in) > 0) {
+    while ((!b->done || *prefix > 0) && evbuffer_get_length(in) > 0) {
         size_t outlen = evbuffer_get_length(out);
         if (outlen >= hw)
             return RELAY_FULL;
         size_t avail = evbuffer_get_length(in);
         if (avail > hw - outlen)
             avail = hw - outlen;
-        ssize_t take = frame_bytes(b, in, avail);
+        size_t pre = *prefix < avail ? *prefix : avail;
+        ssize_t take = b->done ? 0 : frame_bytes(b, in, pre, avail - pre);
         if (take < 0)
             return RELAY_BAD;
-        if (take == 0)
+        if (pre + (size_t)take == 0)
             break;
-        evbuffer_remove_buffer(in, out, (size_t)take);
+        evbuffer_remove_buffer(in, out, pre + (size_t)take);
+        *prefix -= pre;
         *count += (uint64_t)take;
     }
-    if (b->done)
+    if (b->done && *prefix == 0)
         return RELAY_DONE;
     return evbuffer_get_length(out) >= hw ? RELAY_FULL : RELAY_MORE;
 }
@@ -976,8 +988,9 @@ static void
 relay_request_body(struct session *s)
 {
     size_t hw = s->w->conf->high_water;
+    size_t no_prefix = 0;
     switch (relay_body(bufferevent_get_input(s->client), bufferevent_get_output(s->backend),
-                       &s->req_body, hw, &s->bytes_in)) {
+                       &s->req_body, hw, &no_prefix, &s->bytes_in)) {
     case RELAY_DONE:
         s->req = REQ_DONE;
         break;
@@ -1128,12 +1141,14 @@ build_response_head(struct session *s, const struct h1_head *h, struct evbuffer 
     return true;
 }
 
+/* hw: the client output's high-water mark; the backend's close passes "no limit" so that what
+ * it sent before closing is delivered. */
 static void
-relay_response_body(struct session *s)
+relay_response_body(struct session *s, size_t hw)
 {
     struct evbuffer *in = bufferevent_get_input(s->backend);
-    size_t hw = s->w->conf->high_water;
-    switch (relay_body(in, bufferevent_get_output(s->client), &s->resp_body, hw, &s->bytes_out)) {
+    switch (relay_body(in, bufferevent_get_output(s->client), &s->resp_body, hw, &s->resp_prefix,
+                       &s->bytes_out)) {
     case RELAY_DONE:
         if (evbuffer_get_length(in) > 0) {
             log_warnx("sid=%" PRIu64 " backend %s sent %zu bytes after its response; "
@@ -1200,28 +1215,39 @@ process_backend(struct session *s)
             return;
         }
         s->status = h.status;
-        if (h.status >= 200)
-            s->close_after = !s->client_keep_alive || !h.keep_alive || s->w->draining;
-        struct evbuffer *out = bufferevent_get_output(s->client);
-        size_t before = evbuffer_get_length(out);
-        build_response_head(s, &h, out);
-        s->bytes_out += evbuffer_get_length(out) - before;
         h1_body_init(&s->resp_body, &h);
-        evbuffer_drain(in, head_len);
-        if (h.status < 200)
-            continue; /* 100 Continue and friends: the final response follows */
-        if (!h.keep_alive) {
-            /* The backend will close: its connection cannot carry the next request. */
-            s->close_after = true;
+        if (h.status < 200) {
+            /* 100 Continue and friends go out at once; the final response follows */
+            struct evbuffer *out = bufferevent_get_output(s->client);
+            size_t before = evbuffer_get_length(out);
+            build_response_head(s, &h, out);
+            s->bytes_out += evbuffer_get_length(out) - before;
+            evbuffer_drain(in, head_len);
+            continue;
         }
-        if (s->resp_body.done) {
-            finish_exchange(s);
+        /* The backend will close: its connection cannot carry the next request. */
+        s->close_after = !s->client_keep_alive || !h.keep_alive || s->w->draining;
+        /*
+         * The rewritten head replaces the received one in front of the body: after the drain
+         * it usually fits in the space the old head leaves in the same chain, so head and first
+         * body bytes leave in one write (one TLS record) instead of two.
+         */
+        struct evbuffer *hb = evbuffer_new();
+        if (hb == NULL) {
+            session_close(s);
             return;
         }
+        build_response_head(s, &h, hb);
+        size_t nh = evbuffer_get_length(hb);
+        evbuffer_drain(in, head_len);
+        evbuffer_prepend(in, evbuffer_pullup(hb, -1), nh);
+        evbuffer_free(hb);
+        s->bytes_out += nh;
+        s->resp_prefix = nh;
         s->resp = RESP_BODY;
     }
     if (s->resp == RESP_BODY && !s->paused_backend)
-        relay_response_body(s);
+        relay_response_body(s, s->w->conf->high_water);
 }
 
 /* ---- callbacks ----------------------------------------------------------------------- */
@@ -1355,9 +1381,12 @@ backend_event_cb(struct bufferevent *bev, short what, void *arg)
     }
 
     if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
-        /* Bytes that arrived together with the close still belong to the response. */
-        if (s->resp == RESP_HEAD || s->resp == RESP_BODY)
+        /* Bytes that arrived before the close still belong to the response: deliver all of
+         * them, past the high-water mark (the input holds at most the buffer cap). */
+        if (s->resp == RESP_HEAD)
             process_backend(s);
+        if (!s->closed && s->backend != NULL && s->resp == RESP_BODY)
+            relay_response_body(s, SIZE_MAX / 2);
         if (s->closed || s->backend == NULL)
             return;
         if (s->resp == RESP_BODY && s->resp_body.kind == H1_BODY_EOF) {
