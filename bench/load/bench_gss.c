@@ -1,0 +1,156 @@
+/*
+ * NTLM and Negotiate initiator for the bench: MIT GSS-API with the gss-ntlmssp mechanism.
+ * One credential per process (acquired with the password), one security context per
+ * connection: every channel runs its own real handshake.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <gssapi/gssapi.h>
+#include <gssapi/gssapi_ext.h>
+
+#include "auth/b64.h"
+#include "bench/load/bench.h"
+
+struct bench_gss {
+    gss_ctx_id_t ctx;
+};
+
+static gss_OID_desc bench_ntlm_oid = {10, (void *)"\x2b\x06\x01\x04\x01\x82\x37\x02\x02\x0a"};
+static gss_OID_desc bench_spnego_oid = {6, (void *)"\x2b\x06\x01\x05\x05\x02"};
+
+static gss_cred_id_t bench_cred = GSS_C_NO_CREDENTIAL;
+static gss_name_t bench_target = GSS_C_NO_NAME;
+static gss_OID bench_mech;
+
+static void
+bench_gss_why(const char *what, OM_uint32 maj, OM_uint32 min, char *why, size_t whylen)
+{
+    OM_uint32 m2, ctx = 0;
+    gss_buffer_desc b1 = GSS_C_EMPTY_BUFFER, b2 = GSS_C_EMPTY_BUFFER;
+    gss_display_status(&m2, maj, GSS_C_GSS_CODE, GSS_C_NO_OID, &ctx, &b1);
+    ctx = 0;
+    gss_display_status(&m2, min, GSS_C_MECH_CODE, GSS_C_NO_OID, &ctx, &b2);
+    snprintf(why, whylen, "%s: %.*s; %.*s", what, (int)b1.length, (char *)b1.value, (int)b2.length,
+             (char *)b2.value);
+    gss_release_buffer(&m2, &b1);
+    gss_release_buffer(&m2, &b2);
+}
+
+int
+bench_gss_init(enum bench_auth_kind kind, const char *domain, const char *user,
+               const char *password, const char *target_host, char *why, size_t whylen)
+{
+    OM_uint32 maj, min;
+    char namebuf[256];
+    gss_name_t uname = GSS_C_NO_NAME;
+    gss_buffer_desc nb, pw;
+    gss_OID_set_desc mechs = {1, &bench_ntlm_oid};
+
+    bench_mech = kind == BENCH_AUTH_NEGOTIATE ? &bench_spnego_oid : &bench_ntlm_oid;
+    if (domain[0])
+        snprintf(namebuf, sizeof namebuf, "%s\\%s", domain, user);
+    else
+        snprintf(namebuf, sizeof namebuf, "%s", user);
+    nb.value = namebuf;
+    nb.length = strlen(namebuf);
+    maj = gss_import_name(&min, &nb, GSS_C_NT_USER_NAME, &uname);
+    if (GSS_ERROR(maj)) {
+        bench_gss_why("import user name", maj, min, why, whylen);
+        return -1;
+    }
+    pw.value = (void *)password;
+    pw.length = strlen(password);
+    /* SPNEGO wants a credential of its own (it wraps the mechanisms' ones) */
+    gss_OID_set_desc spnego_set = {1, &bench_spnego_oid};
+    maj = gss_acquire_cred_with_password(&min, uname, &pw, GSS_C_INDEFINITE,
+                                         kind == BENCH_AUTH_NEGOTIATE ? &spnego_set : &mechs,
+                                         GSS_C_INITIATE, &bench_cred, NULL, NULL);
+    gss_release_name(&min, &uname);
+    if (GSS_ERROR(maj)) {
+        bench_gss_why("acquire NTLM credential", maj, min, why, whylen);
+        return -1;
+    }
+    if (kind == BENCH_AUTH_NEGOTIATE) {
+        /* SPNEGO over a credential that only holds NTLM offers NTLM alone. */
+        gss_OID_set_desc neg = {1, &bench_ntlm_oid};
+        gss_set_neg_mechs(&min, bench_cred, &neg);
+    }
+    snprintf(namebuf, sizeof namebuf, "HTTP@%s", target_host);
+    nb.value = namebuf;
+    nb.length = strlen(namebuf);
+    maj = gss_import_name(&min, &nb, GSS_C_NT_HOSTBASED_SERVICE, &bench_target);
+    if (GSS_ERROR(maj)) {
+        bench_gss_why("import target name", maj, min, why, whylen);
+        return -1;
+    }
+    return 0;
+}
+
+int
+bench_gss_step(struct bench_gss **gp, const char *in_b64, size_t in_len, char **out_b64, char *why,
+               size_t whylen)
+{
+    OM_uint32 maj, min;
+    gss_buffer_desc in = GSS_C_EMPTY_BUFFER, out = GSS_C_EMPTY_BUFFER;
+    uint8_t *raw = NULL;
+    struct bench_gss *g = *gp;
+    int rc = -1;
+
+    *out_b64 = NULL;
+    if (!g) {
+        g = calloc(1, sizeof *g);
+        if (!g) {
+            snprintf(why, whylen, "out of memory");
+            return -1;
+        }
+        g->ctx = GSS_C_NO_CONTEXT;
+        *gp = g;
+    }
+    if (in_b64) {
+        size_t cap = authb64_decoded_cap(in_len), n = 0;
+        raw = malloc(cap ? cap : 1);
+        if (!raw || authb64_decode(in_b64, in_len, raw, cap, &n) != 0) {
+            snprintf(why, whylen, "challenge is not base64 (%zu chars)", in_len);
+            goto out;
+        }
+        in.value = raw;
+        in.length = n;
+    }
+    maj =
+        gss_init_sec_context(&min, bench_cred, &g->ctx, bench_target, bench_mech,
+                             GSS_C_MUTUAL_FLAG * 0 | GSS_C_INTEG_FLAG, 0, GSS_C_NO_CHANNEL_BINDINGS,
+                             in_b64 ? &in : GSS_C_NO_BUFFER, NULL, &out, NULL, NULL);
+    if (GSS_ERROR(maj)) {
+        bench_gss_why("gss_init_sec_context", maj, min, why, whylen);
+        goto out;
+    }
+    if (out.length) {
+        size_t elen = authb64_encoded_len(out.length), got;
+        *out_b64 = malloc(elen + 1);
+        if (!*out_b64 || authb64_encode(out.value, out.length, *out_b64, elen + 1, &got) != 0) {
+            free(*out_b64);
+            *out_b64 = NULL;
+            snprintf(why, whylen, "token too large");
+            goto out;
+        }
+    }
+    rc = (maj & GSS_S_CONTINUE_NEEDED) ? 1 : 0;
+out:
+    if (out.length)
+        gss_release_buffer(&min, &out);
+    free(raw);
+    return rc;
+}
+
+void
+bench_gss_free(struct bench_gss *g)
+{
+    OM_uint32 min;
+    if (!g)
+        return;
+    if (g->ctx != GSS_C_NO_CONTEXT)
+        gss_delete_sec_context(&min, &g->ctx, GSS_C_NO_BUFFER);
+    free(g);
+}
