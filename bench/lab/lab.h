@@ -193,6 +193,9 @@ void lab_conn_resume(struct lab_conn *c);
 /* One access-log line for the current request. */
 void lab_log_access(struct lab_conn *c, int status);
 /* Common Exchange/IIS header block for a 200: appends to out, in IIS order. */
+/* The end of every successful IIS head: the mutual-auth token if any (then forgotten),
+ * Persistent-Auth after Windows authentication, X-Powered-By, X-FEServer, Date. */
+void lab_headers_auth_tail(struct lab_conn *c, struct evbuffer *out);
 void lab_headers_200(struct lab_conn *c, struct evbuffer *out, const char *content_type);
 /* Writes a complete IIS-style response with a body (Content-Length framing). */
 void lab_send_simple(struct lab_conn *c, int status, const char *reason, const char *ctype,

@@ -308,6 +308,23 @@ lab_log_access(struct lab_conn *c, int status)
 }
 
 void
+lab_headers_auth_tail(struct lab_conn *c, struct evbuffer *out)
+{
+    if (c->gss_final_token != NULL) {
+        evbuffer_add_printf(out, "WWW-Authenticate: Negotiate %s\r\n", c->gss_final_token);
+        free(c->gss_final_token);
+        c->gss_final_token = NULL;
+    }
+    if (c->authed && c->auth_scheme != LAB_SCHEME_BASIC)
+        evbuffer_add_printf(out, "Persistent-Auth: true\r\n");
+    evbuffer_add_printf(out,
+                        "X-Powered-By: ASP.NET\r\n"
+                        "X-FEServer: %s\r\n"
+                        "Date: %s\r\n",
+                        g_lab.preset.fe_server, lab_http_date());
+}
+
+void
 lab_headers_200(struct lab_conn *c, struct evbuffer *out, const char *content_type)
 {
     const struct lab_preset *p = &g_lab.preset;
@@ -324,18 +341,7 @@ lab_headers_200(struct lab_conn *c, struct evbuffer *out, const char *content_ty
                         "X-BEServer: %s\r\n"
                         "X-AspNet-Version: 4.0.30319\r\n",
                         p->server, rid, p->be_target, p->fe_server, p->fe_server);
-    if (c->gss_final_token != NULL) {
-        evbuffer_add_printf(out, "WWW-Authenticate: Negotiate %s\r\n", c->gss_final_token);
-        free(c->gss_final_token);
-        c->gss_final_token = NULL;
-    }
-    if (c->authed && c->auth_scheme != LAB_SCHEME_BASIC)
-        evbuffer_add_printf(out, "Persistent-Auth: true\r\n");
-    evbuffer_add_printf(out,
-                        "X-Powered-By: ASP.NET\r\n"
-                        "X-FEServer: %s\r\n"
-                        "Date: %s\r\n",
-                        p->fe_server, lab_http_date());
+    lab_headers_auth_tail(c, out);
 }
 
 void

@@ -169,18 +169,7 @@ mapi_headers(struct lab_conn *c, struct evbuffer *out, int code, const char *cty
                             "path=%s%s; HttpOnly\r\n",
                             cookie_path(c), sec, cookie_path(c), sec);
     }
-    if (c->gss_final_token != NULL) {
-        evbuffer_add_printf(out, "WWW-Authenticate: Negotiate %s\r\n", c->gss_final_token);
-        free(c->gss_final_token);
-        c->gss_final_token = NULL;
-    }
-    if (c->authed && c->auth_scheme != LAB_SCHEME_BASIC)
-        evbuffer_add_printf(out, "Persistent-Auth: true\r\n");
-    evbuffer_add_printf(out,
-                        "X-Powered-By: ASP.NET\r\n"
-                        "X-FEServer: %s\r\n"
-                        "Date: %s\r\n",
-                        p->fe_server, lab_http_date());
+    lab_headers_auth_tail(c, out);
     if (ctype == NULL)
         evbuffer_add_printf(out, "\r\n");
 }
