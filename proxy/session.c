@@ -277,16 +277,10 @@ arm_timer(struct session *s, unsigned ms)
     evtimer_add(s->timer, &tv);
 }
 
-static const struct conf_route *
-current_route(const struct session *s)
-{
-    return s->route;
-}
-
 static unsigned
 header_timeout(const struct session *s)
 {
-    const struct conf_route *r = current_route(s);
+    const struct conf_route *r = s->route;
     if (r != NULL)
         return r->header_timeout_ms;
     /* Before the first request no route is known: the shortest header timeout applies. */
@@ -607,7 +601,7 @@ backend_connect(struct session *s)
     struct timeval ct = {.tv_sec = s->be->connect_timeout_ms / 1000,
                          .tv_usec = (s->be->connect_timeout_ms % 1000) * 1000};
     bufferevent_set_timeouts(bev, NULL, &ct);
-    bufferevent_setwatermark(bev, EV_READ, 0, s->w->conf->high_water);
+    bufferevent_setwatermark(bev, EV_READ, 0, buffer_cap(s));
     tune_bev(bev, s->w->conf->high_water);
     /* Addresses were resolved at start-up: no blocking name lookup on the event loop. */
     if (bufferevent_socket_connect(bev, (struct sockaddr *)&rt->addr[s->server],
@@ -1494,9 +1488,7 @@ session_accept(struct worker *w, size_t li, int fd, const struct sockaddr *sa, i
         }
     }
     /* Bound what one client can queue while its previous exchange is still running. */
-    size_t cap = w->conf->max_header_bytes > w->conf->high_water ? w->conf->max_header_bytes
-                                                                 : w->conf->high_water;
-    bufferevent_setwatermark(s->client, EV_READ, 0, cap);
+    bufferevent_setwatermark(s->client, EV_READ, 0, buffer_cap(s));
     tune_bev(s->client, w->conf->high_water);
     bufferevent_enable(s->client, EV_WRITE);
     read_on(s->client, s->client_rd);
