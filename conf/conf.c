@@ -51,6 +51,11 @@
 #define MAX_HIGH_WATER 16777216
 #define MAX_WORKERS 256
 #define DEF_GRACE_MS 30000u
+#define DEF_HANDSHAKE_TIMEOUT_MS 10000u
+/* Each connection pair costs two descriptors; a worker's 20000-descriptor budget holds 9000
+ * pairs with room for listeners, logs and backends being connected. */
+#define DEF_MAX_CONNECTIONS 9000
+#define MAX_MAX_CONNECTIONS 1000000
 #define DEF_CONNECT_TIMEOUT_MS 5000u
 #define DEF_HEADER_TIMEOUT_MS 30000u
 #define DEF_IDLE_TIMEOUT_MS 120000u
@@ -843,8 +848,9 @@ load_backend(struct loader *ld, const config_setting_t *g, struct conf_backend *
 
 /* ---- routes ------------------------------------------------------------------------- */
 
-static const char *const route_keys[] = {"path",           "backend",      "offer",        "bridge",
-                                         "header_timeout", "idle_timeout", "body_timeout", NULL};
+static const char *const route_keys[] = {"path",         "backend",        "offer",
+                                         "bridge",       "header_timeout", "idle_timeout",
+                                         "body_timeout", "guard",          NULL};
 
 static const struct {
     enum conf_scheme scheme;
@@ -992,18 +998,27 @@ load_route(struct loader *ld, const config_setting_t *g, struct conf_route *r)
         opt_duration(ld, g, "idle_timeout", false, &r->idle_timeout_ms) < 0 ||
         opt_duration(ld, g, "body_timeout", false, &r->body_timeout_ms) < 0)
         return -1;
+    r->guard = true;
+    if (opt_bool(ld, g, "guard", &r->guard) < 0)
+        return -1;
     return 0;
 }
 
 /* ---- top level ---------------------------------------------------------------------- */
 
-static const char *const top_keys[] = {
-    "workers",    "log_file", "log_level", "access_log", "max_header_bytes", "max_headers",
-    "high_water", "grace",    "listeners", "backends",   "routes",           NULL};
+static const char *const top_keys[] = {"workers",          "log_file",
+                                       "log_level",        "access_log",
+                                       "max_header_bytes", "max_headers",
+                                       "high_water",       "grace",
+                                       "listeners",        "backends",
+                                       "routes",           "handshake_timeout",
+                                       "max_connections",  "max_connections_per_client",
+                                       "target_policy",    NULL};
 /* Keys that only make sense inside a listener, backend or route. */
 static const char *const nested_keys[] = {
-    "name",    "address", "tls",    "servers",        "connect_timeout", "tcp_keepalive", "path",
-    "backend", "offer",   "bridge", "header_timeout", "idle_timeout",    "body_timeout",  NULL};
+    "name",           "address",      "tls",          "servers", "connect_timeout",
+    "tcp_keepalive",  "path",         "backend",      "offer",   "bridge",
+    "header_timeout", "idle_timeout", "body_timeout", "guard",   NULL};
 
 static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL};
 
@@ -1020,6 +1035,10 @@ load_globals(struct loader *ld, const config_setting_t *root, struct conf *c)
     c->max_headers = DEF_MAX_HEADERS;
     c->high_water = DEF_HIGH_WATER;
     c->grace_ms = DEF_GRACE_MS;
+    c->handshake_timeout_ms = DEF_HANDSHAKE_TIMEOUT_MS;
+    c->max_connections = DEF_MAX_CONNECTIONS;
+    c->max_connections_per_client = 0;
+    c->target_policy = CONF_TARGET_STRICT;
 
     if ((s = config_setting_get_member(root, "workers")) != NULL) {
         if (config_setting_type(s) == CONFIG_TYPE_STRING) {
@@ -1057,8 +1076,22 @@ load_globals(struct loader *ld, const config_setting_t *root, struct conf *c)
                  &c->max_header_bytes) < 0 ||
         opt_size(ld, root, "max_headers", MIN_MAX_HEADERS, MAX_MAX_HEADERS, &c->max_headers) < 0 ||
         opt_size(ld, root, "high_water", MIN_HIGH_WATER, MAX_HIGH_WATER, &c->high_water) < 0 ||
-        opt_duration(ld, root, "grace", true, &c->grace_ms) < 0)
+        opt_duration(ld, root, "grace", true, &c->grace_ms) < 0 ||
+        opt_duration(ld, root, "handshake_timeout", false, &c->handshake_timeout_ms) < 0 ||
+        opt_size(ld, root, "max_connections", 1, MAX_MAX_CONNECTIONS, &c->max_connections) < 0 ||
+        opt_size(ld, root, "max_connections_per_client", 0, MAX_MAX_CONNECTIONS,
+                 &c->max_connections_per_client) < 0)
         return -1;
+    if ((s = config_setting_get_member(root, "target_policy")) != NULL) {
+        if (setting_string(ld, s, &v) < 0)
+            return -1;
+        if (strcasecmp(v, "strict") == 0)
+            c->target_policy = CONF_TARGET_STRICT;
+        else if (strcasecmp(v, "normalize") == 0)
+            c->target_policy = CONF_TARGET_NORMALIZE;
+        else
+            return report(ld, s, NULL, "unknown policy '%s' (expected strict or normalize)", v);
+    }
     return 0;
 }
 

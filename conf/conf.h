@@ -96,19 +96,30 @@ struct conf_route {
     unsigned header_timeout_ms;
     unsigned idle_timeout_ms;
     unsigned body_timeout_ms;
+    bool guard; /* the Exchange exploit guard (proxy/guard.h) applies; default true */
     int line;
+};
+
+/* How request-targets are treated before routing (proxy/target.h). */
+enum conf_target_policy {
+    CONF_TARGET_STRICT = 0, /* refuse dot-segments, encoded separators, "//" (default) */
+    CONF_TARGET_NORMALIZE,  /* repair them as IIS would, then route and forward the result */
 };
 
 struct conf {
     char *file;
-    int workers;                   /* 0 = "auto" (number of online CPUs) */
-    char *log_file;                /* NULL: stderr only */
-    enum conf_log_level log_level; /* default info */
-    bool access_log;               /* default true */
-    size_t max_header_bytes;       /* default 65536; over it: 431 */
-    size_t max_headers;            /* header line count, default 200 */
-    size_t high_water;             /* relay output high-water mark, default 65536 */
-    unsigned grace_ms;             /* drain period on SIGTERM, default 30000 */
+    int workers;                       /* 0 = "auto" (number of online CPUs) */
+    char *log_file;                    /* NULL: stderr only */
+    enum conf_log_level log_level;     /* default info */
+    bool access_log;                   /* default true */
+    size_t max_header_bytes;           /* default 65536; over it: 431 */
+    size_t max_headers;                /* header line count, default 200 */
+    size_t high_water;                 /* relay output high-water mark, default 65536 */
+    unsigned grace_ms;                 /* drain period on SIGTERM, default 30000 */
+    unsigned handshake_timeout_ms;     /* TLS handshake deadline from accept, default 10000 */
+    size_t max_connections;            /* client connections per worker, default 9000 */
+    size_t max_connections_per_client; /* per client address and worker; 0 = no limit */
+    enum conf_target_policy target_policy;
     struct conf_listener *listeners;
     size_t nlisteners;
     struct conf_backend *backends;
