@@ -363,6 +363,14 @@ static int
 reject(struct authbridge *st, const struct conf_route *route, enum authtok_scheme scheme,
        const char *why, struct authbridge_req *out)
 {
+    if (route->bridge == CONF_BRIDGE_NONE) {
+        /* Pass-through: exshim translates nothing here, so it need not understand the token.
+         * The backend judges it and answers as IIS would (401), exactly as without exshim. */
+        out->action = AUTHBRIDGE_PASS;
+        st->leg = LEG_IDLE;
+        st->mode = MODE_NONE;
+        return 0;
+    }
     if (!st->trace.active || st->trace.ended)
         trace_begin(st, route, scheme);
     out->action = AUTHBRIDGE_REJECT;
