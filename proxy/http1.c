@@ -15,6 +15,10 @@
 #include <string.h>
 #include <strings.h>
 
+#include <http_parser.h>
+
+#include "proxy/target.h"
+
 /* RFC 9110 tchar. */
 static const unsigned char tchar[256] = {
     ['!'] = 1, ['#'] = 1, ['$'] = 1, ['%'] = 1, ['&'] = 1, ['\''] = 1, ['*'] = 1, ['+'] = 1,
@@ -199,7 +203,8 @@ parse_content_length(struct h1_slice v, uint64_t *out)
 static const char *
 finish_headers(struct h1_head *h, bool is_request, int *status_out)
 {
-    const struct h1_header *cl = NULL, *te = NULL;
+    const struct h1_header *cl = NULL, *te = NULL, *host = NULL;
+    size_t nhost = 0;
     bool conn_close = false, conn_keep = false;
 
     h->upgrade = false;
@@ -242,6 +247,9 @@ finish_headers(struct h1_head *h, bool is_request, int *status_out)
                 conn_close = true;
             if (h1_list_has(x->value, "keep-alive"))
                 conn_keep = true;
+        } else if (is_request && h1_slice_eq(x->name, "Host")) {
+            host = x;
+            nhost++;
         } else if (h1_slice_eq(x->name, "Upgrade")) {
             h->upgrade = true;
         } else if (is_request && h1_slice_eq(x->name, "Expect")) {
@@ -250,6 +258,27 @@ finish_headers(struct h1_head *h, bool is_request, int *status_out)
         }
     }
 
+    /* RFC 9112 3.2: exactly one valid Host in HTTP/1.1, at most one in 1.0. With two, servers
+     * and proxies disagree on which one counts. */
+    if (is_request) {
+        if (nhost > 1) {
+            *status_out = 400;
+            return "several Host headers";
+        }
+        if (nhost == 0 && h->version_minor >= 1) {
+            *status_out = 400;
+            return "HTTP/1.1 request without Host";
+        }
+        if (host != NULL && !target_host_valid(host->value.p, host->value.len)) {
+            *status_out = 400;
+            return "invalid Host";
+        }
+    }
+    /* RFC 9112 6.1: Transfer-Encoding in an HTTP/1.0 message means faulty framing. */
+    if (te != NULL && h->version_minor == 0) {
+        *status_out = is_request ? 400 : 502;
+        return "Transfer-Encoding in an HTTP/1.0 message";
+    }
     if (cl != NULL && te != NULL) {
         *status_out = 400;
         return "Content-Length together with Transfer-Encoding";
@@ -488,123 +517,4 @@ fail:
     *status_out = status;
     *why_out = why;
     return H1_ERROR;
-}
-
-/* Body framing for chunked messages: http-parser walks chunk sizes, extensions and trailers;
- * we only need to know where the message ends, so every data callback is left unset. */
-static int
-body_on_complete(http_parser *hp)
-{
-    struct h1_body *b = hp->data;
-    b->done = true;
-    http_parser_pause(hp, 1);
-    return 0;
-}
-
-/* Checks the CRLF that must follow chunk data, as far as it lies within [p, end): Debian's
- * http-parser is built without its strict checks and would accept any two bytes there, which
- * would let exshim and the backend disagree on where a message ends. */
-static bool
-check_chunk_crlf(struct h1_body *b, const char *p, const char *end)
-{
-    while (b->crlf_need > 0 && p < end) {
-        char want = b->crlf_need == 2 ? '\r' : '\n';
-        if (*p != want)
-            return false;
-        p++;
-        b->crlf_need--;
-    }
-    return true;
-}
-
-static int
-body_on_data(http_parser *hp, const char *at, size_t len)
-{
-    struct h1_body *b = hp->data;
-    b->chunk_payload += len;
-    if (hp->content_length == 0) {
-        /* this chunk's data is complete: CRLF follows */
-        b->crlf_need = 2;
-        if (!check_chunk_crlf(b, at + len, b->feed_end)) {
-            b->bad = true;
-            return 1;
-        }
-    }
-    return 0;
-}
-
-static const http_parser_settings body_settings = {
-    .on_body = body_on_data,
-    .on_message_complete = body_on_complete,
-};
-
-void
-h1_body_init(struct h1_body *b, const struct h1_head *h)
-{
-    memset(b, 0, sizeof(*b));
-    b->kind = h->body;
-    switch (h->body) {
-    case H1_BODY_NONE:
-        b->done = true;
-        break;
-    case H1_BODY_LENGTH:
-        b->remaining = h->content_length;
-        break;
-    case H1_BODY_CHUNKED: {
-        static const char head[] = "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n";
-        http_parser_init(&b->hp, HTTP_REQUEST);
-        b->hp.data = b;
-        http_parser_execute(&b->hp, &body_settings, head, sizeof(head) - 1);
-        break;
-    }
-    case H1_BODY_EOF:
-        break;
-    }
-}
-
-ssize_t
-h1_body_feed(struct h1_body *b, const char *data, size_t len, uint64_t *payload_out)
-{
-    if (payload_out != NULL)
-        *payload_out = 0;
-    if (b->done)
-        return 0;
-    switch (b->kind) {
-    case H1_BODY_NONE:
-        return 0;
-    case H1_BODY_EOF:
-        if (payload_out != NULL)
-            *payload_out = len;
-        return (ssize_t)len;
-    case H1_BODY_LENGTH: {
-        size_t n = len < b->remaining ? len : (size_t)b->remaining;
-        b->remaining -= n;
-        if (b->remaining == 0)
-            b->done = true;
-        if (payload_out != NULL)
-            *payload_out = n;
-        return (ssize_t)n;
-    }
-    case H1_BODY_CHUNKED: {
-        b->chunk_payload = 0;
-        if (b->bad || !check_chunk_crlf(b, data, data + len)) {
-            b->bad = true;
-            return -1;
-        }
-        b->feed_end = data + len;
-        size_t n = http_parser_execute(&b->hp, &body_settings, data, len);
-        b->feed_end = NULL;
-        if (b->bad)
-            return -1;
-        if (payload_out != NULL)
-            *payload_out = b->chunk_payload;
-        enum http_errno e = HTTP_PARSER_ERRNO(&b->hp);
-        if (e != HPE_OK && !(e == HPE_PAUSED && b->done))
-            return -1;
-        if (b->done && n < len && e != HPE_PAUSED)
-            return -1;
-        return (ssize_t)n;
-    }
-    }
-    return -1;
 }

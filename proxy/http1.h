@@ -2,9 +2,10 @@
  * HTTP/1.x message heads and body framing, over plain memory (no libevent, no logging).
  *
  * Heads are validated strictly (smuggling defences) and described by slices into the
- * caller's buffer; http-parser (Debian's libhttp-parser) checks the header syntax and frames
- * chunked bodies. Request methods are any RFC 9110 token, so RPC_IN_DATA and RPC_OUT_DATA,
- * which http-parser does not know, are parsed here and never shown to it.
+ * caller's buffer; http-parser (Debian's libhttp-parser) checks the header syntax. Chunked
+ * bodies are framed by exshim's own strict parser (proxy/chunked.h), not by http-parser, which
+ * Debian builds non-strict. Request methods are any RFC 9110 token, so RPC_IN_DATA and
+ * RPC_OUT_DATA, which http-parser does not know, are parsed here and never shown to it.
  */
 #ifndef PROXY_HTTP1_H
 #define PROXY_HTTP1_H
@@ -13,8 +14,6 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
-
-#include <http_parser.h>
 
 /* Upper bound for any head; conf max_header_bytes is checked against it. */
 #define H1_MAX_HEAD (1024 * 1024)
@@ -76,7 +75,8 @@ size_t h1_head_end(const char *buf, size_t len);
  * Returns H1_OK, or H1_ERROR with *status_out (400, 431, 501, 505) and *why_out (static text).
  * Rejected: bad request line, non-token method, obs-fold, bare CR/LF, NUL and control bytes in
  * header lines, Content-Length with Transfer-Encoding, several or malformed Content-Length,
- * a Transfer-Encoding other than a final "chunked", more than maxhdrs headers.
+ * a Transfer-Encoding other than a final "chunked", Transfer-Encoding in HTTP/1.0, no Host in
+ * HTTP/1.1, several Host headers or an invalid one, more than maxhdrs headers (431).
  * Borrows buf; *h holds views into it.
  */
 int h1_parse_request(const char *buf, size_t len, struct h1_head *h, struct h1_header *hdrs,
@@ -98,32 +98,5 @@ bool h1_slice_eq(struct h1_slice s, const char *str);
 
 /* True when the comma-separated list in s contains TOKEN (case-insensitive). */
 bool h1_list_has(struct h1_slice s, const char *token);
-
-/*
- * Incremental body framer. For Content-Length it only counts; for chunked it runs
- * http-parser over the bytes (no copies: the caller may feed evbuffer_peek() extents).
- */
-struct h1_body {
-    enum h1_body_kind kind;
-    uint64_t remaining; /* H1_BODY_LENGTH: bytes still to come */
-    bool done;
-    uint64_t chunk_payload; /* private: payload bytes seen in the current feed */
-    unsigned crlf_need;     /* private: bytes of the CRLF after chunk data still unchecked */
-    bool bad;               /* private: framing error seen */
-    const char *feed_end;   /* private: end of the data being fed */
-    http_parser hp;         /* H1_BODY_CHUNKED */
-};
-
-/* Prepares b for the body described by h. */
-void h1_body_init(struct h1_body *b, const struct h1_head *h);
-
-/*
- * Feeds len bytes. Returns how many of them belong to this message (<= len; fewer only when
- * the body ended inside data), or -1 on a framing error (bad chunk size, etc.). Sets b->done
- * when the message is complete. H1_BODY_EOF never completes (the caller ends it on close).
- * When payload_out is given, it receives the number of payload bytes (without chunk framing)
- * in the consumed part; may be NULL.
- */
-ssize_t h1_body_feed(struct h1_body *b, const char *data, size_t len, uint64_t *payload_out);
 
 #endif

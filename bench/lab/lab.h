@@ -20,6 +20,7 @@
 #include <stdio.h>
 
 #include "bench/lab/lab_ntlm.h"
+#include "proxy/frame.h"
 #include "proxy/http1.h"
 
 struct event_base;
@@ -153,7 +154,7 @@ struct lab_conn {
     char *gss_final_token;     /* base64 mutual-auth token for the next 200, owned */
 
     struct lab_req req;
-    struct h1_body body;
+    struct frame body;
     uint64_t discard_left;
 
     struct event *idle_ev;

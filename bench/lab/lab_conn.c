@@ -366,13 +366,13 @@ after_early_response(struct lab_conn *c, bool keep_alive)
     if (c->req.body_kind == H1_BODY_LENGTH && c->req.content_length > 0) {
         if (c->req.content_length > LAB_DISCARD_MAX)
             return lab_conn_finish(c);
-        h1_body_init(&c->body, &(struct h1_head){.body = H1_BODY_LENGTH,
+        frame_init(&c->body, &(struct h1_head){.body = H1_BODY_LENGTH,
                                                  .content_length = c->req.content_length});
         c->st = LAB_ST_DISCARD;
         return 0;
     }
     if (c->req.body_kind == H1_BODY_CHUNKED) {
-        h1_body_init(&c->body, &(struct h1_head){.body = H1_BODY_CHUNKED});
+        frame_init(&c->body, &(struct h1_head){.body = H1_BODY_CHUNKED});
         c->st = LAB_ST_DISCARD;
         return 0;
     }
@@ -961,7 +961,7 @@ lab_conn_read_body(struct lab_conn *c)
         return lab_conn_finish(c);
     }
     struct h1_head hh = {.body = c->req.body_kind, .content_length = c->req.content_length};
-    h1_body_init(&c->body, &hh);
+    frame_init(&c->body, &hh);
     c->req.body = evbuffer_new();
     if (c->req.body == NULL)
         return lab_conn_finish(c);
@@ -1081,10 +1081,10 @@ feed_body(struct lab_conn *c, bool keep)
 {
     struct evbuffer *in = bufferevent_get_input(c->bev);
     while (evbuffer_get_length(in) > 0 && !c->body.done) {
-        struct evbuffer_iovec v;
-        if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
-            break;
-        ssize_t n = h1_body_feed(&c->body, v.iov_base, v.iov_len, NULL);
+        const char *why = NULL;
+        ssize_t n = frame_take(&c->body, in, 0, evbuffer_get_length(in), &why);
+        if (n == 0)
+            break; /* a chunk line still on its way */
         if (n < 0) {
             send_httpsys_400(c, "Bad Request");
             return lab_conn_finish(c) < 0 ? -1 : 0;

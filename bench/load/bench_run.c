@@ -32,6 +32,7 @@
 #include <openssl/ssl.h>
 
 #include "bench/load/bench.h"
+#include "proxy/frame.h"
 #include "proxy/http1.h"
 
 #define BENCH_MAX_HEAD 65536
@@ -66,7 +67,7 @@ struct load_chan {
     char *challenge; /* token of the matching WWW-Authenticate, owned */
     size_t challenge_len;
     int mapi_code; /* X-ResponseCode, -1 when absent */
-    struct h1_body body;
+    struct frame body;
     uint64_t t0_us; /* request (or connection, in handshake mode) start */
     /* stream mode (IN) */
     uint64_t pumped;
@@ -778,7 +779,7 @@ load_read_cb(struct bufferevent *bev, void *arg)
                 continue;
             }
             load_save_head(c, &h);
-            h1_body_init(&c->body, &h);
+            frame_init(&c->body, &h);
             evbuffer_drain(in, hl);
             w->st->bytes_in += hl;
             c->have_head = true;
@@ -793,28 +794,21 @@ load_read_cb(struct bufferevent *bev, void *arg)
         }
         /* body */
         while (!c->body.done && evbuffer_get_length(in)) {
-            struct evbuffer_iovec v[8];
-            int nv = evbuffer_peek(in, -1, NULL, v, 8);
-            size_t used = 0;
-            bool stop = false;
-            for (int i = 0; i < nv && i < 8 && !c->body.done; i++) {
-                ssize_t k = h1_body_feed(&c->body, v[i].iov_base, v[i].iov_len, NULL);
-                if (k < 0) {
-                    load_fail(c, BENCH_E_PROTOCOL, "bad response body framing");
-                    return;
-                }
-                if (c->kind == LK_NOTIFY && k > 0 && memmem(v[i].iov_base, (size_t)k, "PENDING", 7))
-                    w->st->pings_in++;
-                used += (size_t)k;
-                if ((size_t)k < v[i].iov_len) {
-                    stop = true;
-                    break;
-                }
+            const char *why = NULL;
+            ssize_t k = frame_take(&c->body, in, 0, evbuffer_get_length(in), &why);
+            if (k < 0) {
+                load_fail(c, BENCH_E_PROTOCOL, "bad response body framing");
+                return;
             }
-            evbuffer_drain(in, used);
-            w->st->bytes_in += used;
-            if (stop || used == 0)
+            if (k == 0)
                 break;
+            if (c->kind == LK_NOTIFY) {
+                struct evbuffer_ptr hit = evbuffer_search_range(in, "PENDING", 7, NULL, NULL);
+                if (hit.pos >= 0 && (size_t)hit.pos < (size_t)k)
+                    w->st->pings_in++;
+            }
+            evbuffer_drain(in, (size_t)k);
+            w->st->bytes_in += (size_t)k;
         }
         if (!c->body.done)
             return;
