@@ -37,13 +37,14 @@
 #include <openssl/ssl.h>
 
 #include "proxy/authn.h"
+#include "proxy/climit.h"
+#include "proxy/frame.h"
+#include "proxy/guard.h"
 #include "proxy/http1.h"
 #include "proxy/log.h"
+#include "proxy/target.h"
 #include "proxy/tls.h"
 #include "proxy/worker.h"
-
-#define MAX_HEADERS_CAP 1024
-#define MAX_CONN_TOKENS 16
 
 enum req_state {
     REQ_HEAD, /* waiting for (the rest of) a request head */
@@ -86,7 +87,8 @@ struct session {
     const struct conf_route *route; /* route of the current (or last) exchange */
     enum req_state req;
     enum resp_state resp;
-    struct h1_body req_body, resp_body;
+    struct frame req_body, resp_body;
+    bool req_conn_auth;   /* the request being forwarded carries NTLM/Negotiate credentials */
     size_t resp_prefix;   /* bytes of rewritten response head in front of the backend's input */
     bool req_head_method; /* request was HEAD */
     bool client_keep_alive;
@@ -94,6 +96,12 @@ struct session {
     int client_minor;
     bool paused_client, paused_backend;
     bool reading_head_started;   /* some bytes of a new head have arrived */
+    bool hard_timer;             /* the timer is a deadline: activity does not extend it */
+    bool handshake_done;         /* TLS handshake finished (always true on plain listeners) */
+    bool client_eof;             /* the client half-closed: answer what is in flight, then close */
+    bool be_authed;              /* NTLM/Negotiate credentials went over this backend connection */
+    bool climit_held;            /* counted in the worker's per-address table */
+    struct timeval head_start;   /* first byte of the current head (accept for a new connection) */
     bool closed;                 /* session_close ran; memory is freed from the event loop */
     struct session *next, *prev; /* worker's list, for draining */
 
@@ -116,6 +124,7 @@ static void backend_write_cb(struct bufferevent *bev, void *arg);
 static void backend_event_cb(struct bufferevent *bev, short what, void *arg);
 static void session_close(struct session *s);
 static void process_client(struct session *s);
+static unsigned header_timeout(const struct session *s);
 static void flush_plain(struct session *s);
 
 /* ---- helpers ------------------------------------------------------------------------- */
@@ -258,6 +267,7 @@ backend_plain_read_cb(evutil_socket_t fd, short what, void *arg)
 static void
 free_backend_conn(struct session *s)
 {
+    s->be_authed = false;
     if (s->backend_rd != NULL) {
         event_free(s->backend_rd);
         s->backend_rd = NULL;
@@ -268,13 +278,39 @@ free_backend_conn(struct session *s)
     }
 }
 
+/* A silence timer: every read or write on the session pushes it back (idle, body). */
 static void
 arm_timer(struct session *s, unsigned ms)
 {
     s->timeout_ms = ms;
+    s->hard_timer = false;
     touch(s);
     struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
     evtimer_add(s->timer, &tv);
+}
+
+/* A deadline ms after `from`: nothing that arrives meanwhile moves it (header, handshake). */
+static void
+arm_deadline(struct session *s, const struct timeval *from, unsigned ms)
+{
+    struct timeval now, spent;
+    event_base_gettimeofday_cached(s->w->base, &now);
+    timersub(&now, from, &spent);
+    long used = spent.tv_sec < 0 ? 0 : (long)spent.tv_sec * 1000 + spent.tv_usec / 1000;
+    unsigned left = used >= (long)ms ? 1 : ms - (unsigned)used;
+    s->timeout_ms = ms;
+    s->hard_timer = true;
+    struct timeval tv = {.tv_sec = left / 1000, .tv_usec = (left % 1000) * 1000};
+    evtimer_add(s->timer, &tv);
+}
+
+/* The first byte of a request head has arrived: header_timeout runs from now to its end. */
+static void
+head_begins(struct session *s)
+{
+    s->reading_head_started = true;
+    event_base_gettimeofday_cached(s->w->base, &s->head_start);
+    arm_deadline(s, &s->head_start, header_timeout(s));
 }
 
 static unsigned
@@ -434,6 +470,8 @@ session_close(struct session *s)
         event_free(s->timer);
     authn_free(s->auth);
     struct worker *w = s->w;
+    if (s->climit_held)
+        climit_release(w->climit, s->peer_ip);
     if (s->prev != NULL)
         s->prev->next = s->next;
     else
@@ -463,11 +501,17 @@ timer_cb(evutil_socket_t fd, short what, void *arg)
     event_base_gettimeofday_cached(s->w->base, &now);
     timersub(&now, &s->last_activity, &idle);
     unsigned long idle_ms = (unsigned long)idle.tv_sec * 1000 + (unsigned long)idle.tv_usec / 1000;
-    if (idle_ms + 5 < s->timeout_ms) {
+    if (!s->hard_timer && idle_ms + 5 < s->timeout_ms) {
         /* There was activity since the timer was set: wait for the rest of the period. */
         unsigned left = s->timeout_ms - (unsigned)idle_ms;
         struct timeval tv = {.tv_sec = left / 1000, .tv_usec = (left % 1000) * 1000};
         evtimer_add(s->timer, &tv);
+        return;
+    }
+    if (!s->handshake_done) {
+        log_info("sid=%" PRIu64 " client %s: TLS handshake not complete after %u ms, closing",
+                 s->id, s->peer, s->timeout_ms);
+        session_close(s);
         return;
     }
     if (s->resp == RESP_NONE && s->req == REQ_HEAD) {
@@ -640,6 +684,7 @@ backend_connected(struct session *s)
     read_on(bev, s->backend_rd);
     if (s->resp == RESP_CONNECTING) {
         bufferevent_write_buffer(bev, s->pending);
+        s->be_authed |= s->req_conn_auth;
         s->resp = RESP_HEAD;
         if (s->req == REQ_BODY)
             read_on(s->client, s->client_rd);
@@ -649,42 +694,82 @@ backend_connected(struct session *s)
 
 /* ---- request side -------------------------------------------------------------------- */
 
+/* Header arrays for one parse, sized by max_headers: a worker handles one head at a time, and
+ * requests and responses get their own so a response head may still be in use while the next
+ * request is parsed. Allocated once per process. */
+static struct h1_header *
+header_scratch(const struct session *s, bool response, size_t *cap_out)
+{
+    static struct h1_header *arr[2];
+    static size_t cap;
+    size_t want = s->w->conf->max_headers;
+    if (cap < want) {
+        for (int i = 0; i < 2; i++) {
+            struct h1_header *n = realloc(arr[i], want * sizeof(*n));
+            if (n == NULL)
+                return NULL;
+            arr[i] = n;
+        }
+        cap = want;
+    }
+    *cap_out = want;
+    return arr[response ? 1 : 0];
+}
+
+/* A buffer for the normalised request-target: never longer than the raw one, which lies
+ * inside a head of at most max_header_bytes. */
+static char *
+target_scratch(const struct session *s, size_t *cap_out)
+{
+    static char *buf;
+    static size_t cap;
+    size_t want = s->w->conf->max_header_bytes;
+    if (cap < want) {
+        char *n = realloc(buf, want);
+        if (n == NULL)
+            return NULL;
+        buf = n;
+        cap = want;
+    }
+    *cap_out = cap;
+    return buf;
+}
+
+/* Is name one of the headers listed in a Connection header of h? Framing headers and Host are
+ * never dropped, whatever Connection says. Every token is looked at: there is no cap. */
 static bool
-is_hop_by_hop(struct h1_slice name, const struct h1_slice *conn_tokens, size_t ntok)
+listed_in_connection(const struct h1_head *h, struct h1_slice name)
+{
+    if (h1_slice_eq(name, "Content-Length") || h1_slice_eq(name, "Transfer-Encoding") ||
+        h1_slice_eq(name, "Host"))
+        return false;
+    for (size_t i = 0; i < h->nheaders; i++) {
+        if (!h1_slice_eq(h->headers[i].name, "Connection"))
+            continue;
+        const char *p = h->headers[i].value.p, *end = p + h->headers[i].value.len;
+        while (p < end) {
+            while (p < end && (*p == ' ' || *p == '\t' || *p == ','))
+                p++;
+            const char *st = p;
+            while (p < end && *p != ',' && *p != ' ' && *p != '\t')
+                p++;
+            if ((size_t)(p - st) == name.len && name.len > 0 &&
+                strncasecmp(st, name.p, name.len) == 0)
+                return true;
+        }
+    }
+    return false;
+}
+
+static bool
+is_hop_by_hop(const struct h1_head *h, struct h1_slice name)
 {
     static const char *const hop[] = {"Connection", "Keep-Alive", "Proxy-Connection", "TE",
                                       "Upgrade"};
     for (size_t i = 0; i < sizeof(hop) / sizeof(hop[0]); i++)
         if (h1_slice_eq(name, hop[i]))
             return true;
-    for (size_t i = 0; i < ntok; i++)
-        if (name.len == conn_tokens[i].len && strncasecmp(name.p, conn_tokens[i].p, name.len) == 0)
-            return true;
-    return false;
-}
-
-/* Header names listed in Connection are hop-by-hop too; framing headers are never dropped. */
-static size_t
-connection_tokens(const struct h1_head *h, struct h1_slice *tok, size_t cap)
-{
-    size_t n = 0;
-    for (size_t i = 0; i < h->nheaders; i++) {
-        if (!h1_slice_eq(h->headers[i].name, "Connection"))
-            continue;
-        const char *p = h->headers[i].value.p, *end = p + h->headers[i].value.len;
-        while (p < end && n < cap) {
-            while (p < end && (*p == ' ' || *p == '\t' || *p == ','))
-                p++;
-            const char *st = p;
-            while (p < end && *p != ',' && *p != ' ' && *p != '\t')
-                p++;
-            struct h1_slice t = {st, (size_t)(p - st)};
-            if (t.len > 0 && !h1_slice_eq(t, "Content-Length") &&
-                !h1_slice_eq(t, "Transfer-Encoding") && !h1_slice_eq(t, "Host"))
-                tok[n++] = t;
-        }
-    }
-    return n;
+    return listed_in_connection(h, name);
 }
 
 static void
@@ -695,65 +780,94 @@ copy_slice(char *dst, size_t cap, struct h1_slice s)
     dst[n] = '\0';
 }
 
-/* Path of the request target: origin-form as is; absolute-form from its first '/' after the
- * authority. */
-static struct h1_slice
-target_path(struct h1_slice t)
+static bool
+is_conn_auth_scheme(const char *scheme)
 {
-    if (t.len > 7 &&
-        (strncasecmp(t.p, "http://", 7) == 0 || strncasecmp(t.p, "https://", 8) == 0)) {
-        const char *p = memchr(t.p + 8, '/', t.len - 8);
-        if (p == NULL)
-            return (struct h1_slice){"/", 1};
-        return (struct h1_slice){p, (size_t)(t.p + t.len - p)};
-    }
-    return t;
+    return scheme != NULL && (strcmp(scheme, "NTLM") == 0 || strcmp(scheme, "Negotiate") == 0);
 }
 
-/* Builds the head sent to the backend into out. Returns false when auth answered locally. */
+/*
+ * Builds the head sent to the backend into out: the request line (with the normalised target
+ * when it differs from the raw one, origin-form always), the client's header lines byte for
+ * byte and in order, the Authorization line (the bridge's when it translates) in the place of
+ * the client's, then exshim's X-Forwarded-* lines. Returns false when the request was answered
+ * locally (auth challenge or refusal).
+ */
 static bool
-build_request_head(struct session *s, const struct h1_head *h, struct evbuffer *out)
+build_request_head(struct session *s, const struct h1_head *h, const struct target *t,
+                   struct evbuffer *out)
 {
-    struct h1_slice tok[MAX_CONN_TOKENS];
-    size_t ntok = connection_tokens(h, tok, MAX_CONN_TOKENS);
     const struct h1_header *authz = NULL, *host = NULL;
-
-    /* request line byte for byte */
-    evbuffer_add(out, h->method.p, (size_t)(h->target.p + h->target.len - h->method.p));
-    evbuffer_add_printf(out, " HTTP/1.%d\r\n", h->version_minor);
     for (size_t i = 0; i < h->nheaders; i++) {
         const struct h1_header *x = &h->headers[i];
-        if (is_hop_by_hop(x->name, tok, ntok))
-            continue;
-        if (h1_slice_eq(x->name, "X-Forwarded-For") || h1_slice_eq(x->name, "X-Forwarded-Proto") ||
-            h1_slice_eq(x->name, "X-Forwarded-Host"))
-            continue; /* client copies are not trusted; ours follow */
         if (h1_slice_eq(x->name, "Host"))
             host = x;
-        if (h1_slice_eq(x->name, "Authorization")) {
-            if (authz == NULL) {
-                authz = x;
-                continue; /* emitted by authn below, at the end of the head */
-            }
+        if (!h1_slice_eq(x->name, "Authorization"))
+            continue;
+        if (authz != NULL) {
+            log_info("sid=%" PRIu64 " client %s: rejected request: several Authorization headers",
+                     s->id, s->peer);
+            local_error(s, 400, "Bad Request", "exshim: several Authorization headers");
+            return false;
         }
-        evbuffer_add(out, x->line.p, x->line.len);
-        evbuffer_add(out, "\r\n", 2);
+        authz = x;
     }
 
-    struct evbuffer *local = evbuffer_new();
+    struct evbuffer *authline = evbuffer_new(), *local = evbuffer_new();
+    if (authline == NULL || local == NULL) {
+        if (authline != NULL)
+            evbuffer_free(authline);
+        if (local != NULL)
+            evbuffer_free(local);
+        session_close(s);
+        return false;
+    }
     const char *why = NULL;
-    enum authn_verdict v = authn_request(s->auth, s->route, authz, out, local, &s->scheme, &why);
+    enum authn_verdict v =
+        authn_request(s->auth, s->route, authz, authline, local, &s->scheme, &why);
     if (v == AUTHN_LOCAL_401) {
         local_response(s, 401, "Unauthorized", "exshim: authentication required\n", local,
                        h->body == H1_BODY_NONE);
         evbuffer_free(local);
+        evbuffer_free(authline);
         return false;
     }
     evbuffer_free(local);
     if (v == AUTHN_LOCAL_400) {
+        evbuffer_free(authline);
         local_error(s, 400, "Bad Request", "exshim: %s", why ? why : "bad credentials");
         return false;
     }
+    s->req_conn_auth = authz != NULL && is_conn_auth_scheme(s->scheme);
+
+    if (t->changed || t->absolute) {
+        evbuffer_add(out, h->method.p, h->method.len);
+        evbuffer_add(out, " ", 1);
+        evbuffer_add(out, t->path, t->path_len);
+        if (t->query != NULL) {
+            evbuffer_add(out, "?", 1);
+            evbuffer_add(out, t->query, t->query_len);
+        }
+    } else {
+        /* request line byte for byte */
+        evbuffer_add(out, h->method.p, (size_t)(h->target.p + h->target.len - h->method.p));
+    }
+    evbuffer_add_printf(out, " HTTP/1.%d\r\n", h->version_minor);
+    for (size_t i = 0; i < h->nheaders; i++) {
+        const struct h1_header *x = &h->headers[i];
+        if (is_hop_by_hop(h, x->name))
+            continue;
+        if (h1_slice_eq(x->name, "X-Forwarded-For") || h1_slice_eq(x->name, "X-Forwarded-Proto") ||
+            h1_slice_eq(x->name, "X-Forwarded-Host"))
+            continue; /* client copies are not trusted; ours follow */
+        if (x == authz) {
+            evbuffer_add_buffer(out, authline);
+            continue;
+        }
+        evbuffer_add(out, x->line.p, x->line.len);
+        evbuffer_add(out, "\r\n", 2);
+    }
+    evbuffer_free(authline);
 
     evbuffer_add_printf(out, "X-Forwarded-For: %s\r\nX-Forwarded-Proto: %s\r\n", s->peer_ip,
                         s->tls ? "https" : "http");
@@ -782,96 +896,130 @@ begin_exchange(struct session *s, size_t head_len)
     snprintf(s->path, sizeof(s->path), "-");
 }
 
-/* Longest chunk-size line (size, extensions, CRLF) accepted before the head is forwarded. */
-#define FIRST_CHUNK_LINE_MAX 1024
-
-/*
- * A chunked request body is only forwarded once its first chunk-size line has been checked:
- * a request whose framing is broken from the start gets its 400 before any byte of it reaches
- * the backend. Returns 1 when the line is valid, 0 when it has not fully arrived, -1 when bad.
- */
-static int
-check_first_chunk(struct evbuffer *in, size_t head_len, const struct h1_head *h)
+/* Refuses the request at the front of the client's input: logged once, answered, closed. */
+static void
+refuse_request(struct session *s, int status, const char *why)
 {
-    size_t avail = evbuffer_get_length(in) - head_len;
-    size_t look = avail < FIRST_CHUNK_LINE_MAX ? avail : FIRST_CHUNK_LINE_MAX;
-    const char *p = (const char *)evbuffer_pullup(in, (ev_ssize_t)(head_len + look)) + head_len;
-    const char *lf = memchr(p, '\n', look);
-    if (lf == NULL)
-        return avail >= FIRST_CHUNK_LINE_MAX ? -1 : 0;
-    struct h1_body probe;
-    h1_body_init(&probe, h);
-    size_t line = (size_t)(lf + 1 - p);
-    return h1_body_feed(&probe, p, line, NULL) == (ssize_t)line ? 1 : -1;
+    /* Log where the request was cut, never its content. */
+    log_info("sid=%" PRIu64 " client %s: rejected request: %s", s->id, s->peer, why);
+    local_error(s, status, reason_for(status), "exshim: %s", why);
+}
+
+/* Does route r publish Exchange's remote PowerShell vdir by name? Only then may /powershell
+ * pass the guard. */
+static bool
+publishes_powershell(const struct conf_route *r)
+{
+    return r != NULL && !r->is_default && strncasecmp(r->path, "/powershell", 11) == 0 &&
+           (r->path[11] == '\0' || r->path[11] == '/');
 }
 
 /*
- * Starts an exchange from a complete request head at the front of the client's input.
- * Returns false when it must wait for more bytes before deciding (the head stays in place).
+ * Starts an exchange from a complete request head at the front of the client's input: parse,
+ * normalise the target, route, guard, check the body bytes already here, build and forward the
+ * head (or queue it while the backend connects).
  */
-static bool
+static void
 start_request(struct session *s, size_t head_len)
 {
     struct evbuffer *in = bufferevent_get_input(s->client);
     const char *buf = (const char *)evbuffer_pullup(in, (ev_ssize_t)head_len);
-    struct h1_header hdrs[MAX_HEADERS_CAP];
-    size_t maxh =
-        s->w->conf->max_headers < MAX_HEADERS_CAP ? s->w->conf->max_headers : MAX_HEADERS_CAP;
+    size_t maxh = 0, tcap = 0;
+    struct h1_header *hdrs = header_scratch(s, false, &maxh);
+    char *tbuf = target_scratch(s, &tcap);
     struct h1_head h;
+    struct target t;
     int status = 400;
     const char *why = NULL;
 
     begin_exchange(s, head_len);
-    if (h1_parse_request(buf, head_len, &h, hdrs, maxh, &status, &why) != H1_OK) {
-        /* Log where the request was cut, never its content. */
-        log_info("sid=%" PRIu64 " client %s: rejected request: %s", s->id, s->peer, why);
-        local_error(s, status, reason_for(status), "exshim: %s", why);
-        return true;
+    if (hdrs == NULL || tbuf == NULL || buf == NULL) {
+        session_close(s);
+        return;
     }
-    if (h.body == H1_BODY_CHUNKED) {
-        int ok = check_first_chunk(in, head_len, &h);
-        if (ok == 0)
-            return false;
-        if (ok < 0) {
-            copy_slice(s->method, sizeof(s->method), h.method);
-            log_info("sid=%" PRIu64 " client %s: rejected request: bad chunk size", s->id, s->peer);
-            local_error(s, 400, "Bad Request", "exshim: bad chunk size in request body");
-            return true;
-        }
-        /* evbuffer_pullup may have moved the head: parse it again from its new place. */
-        buf = (const char *)evbuffer_pullup(in, (ev_ssize_t)head_len);
-        h1_parse_request(buf, head_len, &h, hdrs, maxh, &status, &why);
+    if (h1_parse_request(buf, head_len, &h, hdrs, maxh, &status, &why) != H1_OK) {
+        refuse_request(s, status, why);
+        return;
     }
     copy_slice(s->method, sizeof(s->method), h.method);
-    struct h1_slice path = target_path(h.target);
+    enum target_policy pol =
+        s->w->conf->target_policy == CONF_TARGET_NORMALIZE ? TARGET_NORMALIZE : TARGET_STRICT;
+    if (target_normalize(h.target.p, h.target.len, pol, tbuf, tcap, &t, &why) != 0) {
+        char reason[160];
+        snprintf(reason, sizeof(reason), "request target refused: %s", why);
+        refuse_request(s, 400, reason);
+        return;
+    }
+    if (t.asterisk && !h1_slice_eq(h.method, "OPTIONS")) {
+        refuse_request(s, 400, "'*' is a target for OPTIONS only");
+        return;
+    }
+    const struct h1_header *host = h1_find(&h, "Host");
+    if (t.absolute && host != NULL && !target_host_agrees(&t, host->value.p, host->value.len)) {
+        refuse_request(s, 400, "absolute-form target names another host than Host");
+        return;
+    }
+    struct h1_slice path = {t.path, t.path_len};
     copy_slice(s->path, sizeof(s->path), path);
+    if (t.query != NULL && t.path_len + 1 < sizeof(s->path)) {
+        size_t n = strlen(s->path);
+        snprintf(s->path + n, sizeof(s->path) - n, "?%.*s", (int)t.query_len, t.query);
+    }
     s->req_head_method = h1_slice_eq(h.method, "HEAD");
     s->client_keep_alive = h.keep_alive;
     s->client_minor = h.version_minor;
 
-    const struct conf_route *r = conf_route_find(s->w->conf, path.p, path.len);
+    const struct conf_route *r =
+        t.asterisk ? NULL : conf_route_find(s->w->conf, t.path, t.path_len);
     if (r == NULL) {
         evbuffer_drain(in, head_len);
         s->route = NULL;
         local_response(s, 404, "Not Found", "exshim: no route for this path\n", NULL,
                        h.body == H1_BODY_NONE && h.keep_alive);
-        return true;
+        return;
     }
     s->route = r;
+    if (r->guard) {
+        struct guard_input gi = {
+            .path = t.path,
+            .path_len = t.path_len,
+            .query = t.query,
+            .query_len = t.query_len,
+            .headers = h.headers,
+            .nheaders = h.nheaders,
+            .powershell_published = publishes_powershell(r),
+        };
+        const struct guard_rule *rule = guard_check(&gi);
+        if (rule != NULL) {
+            log_warnx("sid=%" PRIu64 " client %s: guard %s (%s) refused %s %s: %s", s->id, s->peer,
+                      rule->id, rule->cve, s->method, s->path, rule->summary);
+            local_error(s, 403, "Forbidden", "exshim: refused by rule %s", rule->id);
+            return;
+        }
+    }
     const struct conf_backend *be = &s->w->conf->backends[r->backend];
+
+    /* Every body byte already received is checked before anything is forwarded: a malformed
+     * request that arrived whole never reaches the backend. */
+    frame_init(&s->req_body, &h);
+    if (frame_check_ahead(&s->req_body, in, head_len, &why) != 0) {
+        char reason[160];
+        snprintf(reason, sizeof(reason), "bad chunked framing in request body: %s", why);
+        refuse_request(s, 400, reason);
+        return;
+    }
 
     struct evbuffer *head = evbuffer_new();
     if (head == NULL) {
         session_close(s);
-        return true;
+        return;
     }
-    if (!build_request_head(s, &h, head)) {
+    if (!build_request_head(s, &h, &t, head)) {
         evbuffer_free(head);
         if (!s->closed && s->resp != RESP_CLOSING)
             evbuffer_drain(in, head_len);
-        return true;
+        return;
     }
-    h1_body_init(&s->req_body, &h);
     evbuffer_drain(in, head_len);
 
     s->req = s->req_body.done ? REQ_DONE : REQ_BODY;
@@ -882,9 +1030,10 @@ start_request(struct session *s, size_t head_len)
         drop_backend(s);
     if (s->backend != NULL && s->be_connected) {
         bufferevent_write_buffer(s->backend, head);
+        s->be_authed |= s->req_conn_auth;
         evbuffer_free(head);
         s->resp = RESP_HEAD;
-        return true;
+        return;
     }
     if (s->backend != NULL)
         drop_backend(s);
@@ -905,7 +1054,6 @@ start_request(struct session *s, size_t head_len)
         local_error(s, 502, "Bad Gateway", "exshim: backend %s (%s:%s) is unreachable", be->name,
                     sv->host, sv->port);
     }
-    return true;
 }
 
 /* What one relay pass ended on. */
@@ -913,46 +1061,19 @@ enum relay_result {
     RELAY_MORE, /* input exhausted, message not complete */
     RELAY_FULL, /* output above the high-water mark: pause the reading side */
     RELAY_DONE, /* message complete */
-    RELAY_BAD,  /* framing error */
+    RELAY_BAD,  /* framing error: *why says which */
 };
-
-/* How many of the avail bytes of in after its first skip bytes belong to the message b frames;
- * -1 on bad framing. Content-Length only counts; chunked framing reads the bytes in place
- * (evbuffer_peek). */
-static ssize_t
-frame_bytes(struct h1_body *b, struct evbuffer *in, size_t skip, size_t avail)
-{
-    if (b->kind != H1_BODY_CHUNKED)
-        return h1_body_feed(b, NULL, avail, NULL);
-    if (avail == 0)
-        return 0;
-    struct evbuffer_ptr at;
-    if (evbuffer_ptr_set(in, &at, skip, EVBUFFER_PTR_SET) != 0)
-        return 0;
-    struct evbuffer_iovec v[8];
-    int nv = evbuffer_peek(in, (ev_ssize_t)avail, &at, v, 8);
-    size_t take = 0;
-    for (int i = 0; i < nv && take < avail && !b->done; i++) {
-        size_t l = v[i].iov_len < avail - take ? v[i].iov_len : avail - take;
-        ssize_t n = h1_body_feed(b, v[i].iov_base, l, NULL);
-        if (n < 0)
-            return -1;
-        take += (size_t)n;
-        if ((size_t)n < l)
-            break;
-    }
-    return (ssize_t)take;
-}
 
 /*
  * The relay proper, for either direction: moves whole evbuffer chains from in to out (no
- * copy), never past the message end and never past the high-water mark of out. The first
- * *prefix bytes of in are a rewritten head placed in front of the body (see process_backend);
- * they go out with the body, in the same chain and so in the same TLS record.
+ * copy), never past the message end, never a byte the framer has not validated, and never
+ * past the high-water mark of out. The first *prefix bytes of in are a rewritten head placed
+ * in front of the body (see process_backend); they go out with the body, in the same chain and
+ * so in the same TLS record. On RELAY_BAD nothing of the bad element has been moved.
  */
 static enum relay_result
-relay_body(struct evbuffer *in, struct evbuffer *out, struct h1_body *b, size_t hw, size_t *prefix,
-           uint64_t *count)
+relay_body(struct evbuffer *in, struct evbuffer *out, struct frame *b, size_t hw, size_t *prefix,
+           uint64_t *count, const char **why)
 {
     while ((!b->done || *prefix > 0) && evbuffer_get_length(in) > 0) {
         size_t outlen = evbuffer_get_length(out);
@@ -962,9 +1083,11 @@ relay_body(struct evbuffer *in, struct evbuffer *out, struct h1_body *b, size_t 
         if (avail > hw - outlen)
             avail = hw - outlen;
         size_t pre = *prefix < avail ? *prefix : avail;
-        ssize_t take = b->done ? 0 : frame_bytes(b, in, pre, avail - pre);
-        if (take < 0)
+        ssize_t take = b->done ? 0 : frame_take(b, in, pre, avail - pre, why);
+        if (take < 0) {
+            /* The validated bytes before the bad element still go, with the head. */
             return RELAY_BAD;
+        }
         if (pre + (size_t)take == 0)
             break;
         evbuffer_remove_buffer(in, out, pre + (size_t)take);
@@ -983,8 +1106,9 @@ relay_request_body(struct session *s)
 {
     size_t hw = s->w->conf->high_water;
     size_t no_prefix = 0;
+    const char *why = NULL;
     switch (relay_body(bufferevent_get_input(s->client), bufferevent_get_output(s->backend),
-                       &s->req_body, hw, &no_prefix, &s->bytes_in)) {
+                       &s->req_body, hw, &no_prefix, &s->bytes_in, &why)) {
     case RELAY_DONE:
         s->req = REQ_DONE;
         break;
@@ -995,7 +1119,9 @@ relay_request_body(struct session *s)
         bufferevent_setwatermark(s->backend, EV_WRITE, hw / 2, 0);
         break;
     case RELAY_BAD:
-        log_info("sid=%" PRIu64 " client %s: bad chunked framing in request body", s->id, s->peer);
+        log_info("sid=%" PRIu64 " client %s: bad chunked framing in request body (%s); closing "
+                 "both connections",
+                 s->id, s->peer, why);
         /* The backend has part of the body: its connection cannot be reused. */
         drop_backend(s);
         if (s->resp == RESP_HEAD && s->status == 0)
@@ -1004,6 +1130,11 @@ relay_request_body(struct session *s)
             session_close(s);
         break;
     case RELAY_MORE:
+        if (s->client_eof && evbuffer_get_length(bufferevent_get_input(s->client)) == 0) {
+            log_info("sid=%" PRIu64 " client %s closed before its request body ended", s->id,
+                     s->peer);
+            session_close(s);
+        }
         break;
     }
 }
@@ -1020,16 +1151,19 @@ process_client(struct session *s)
             size_t len = evbuffer_get_length(in);
             if (len == 0)
                 return;
-            if (!s->reading_head_started) {
-                s->reading_head_started = true;
-                arm_timer(s, header_timeout(s));
-            }
+            if (!s->reading_head_started)
+                head_begins(s);
             size_t look = len < maxhead ? len : maxhead;
             const char *p = (const char *)evbuffer_pullup(in, (ev_ssize_t)look);
             /* Tolerate the CRLF some clients send after a POST body (RFC 9112 2.2). */
             if (look >= 2 && p[0] == '\r' && p[1] == '\n') {
                 evbuffer_drain(in, 2);
                 continue;
+            }
+            if (p[0] == '\n') {
+                begin_exchange(s, len);
+                refuse_request(s, 400, "bare LF before the request line");
+                return;
             }
             size_t head_len = h1_head_end(p, look);
             if (head_len == 0) {
@@ -1042,8 +1176,7 @@ process_client(struct session *s)
                 }
                 return;
             }
-            if (!start_request(s, head_len))
-                return; /* the first chunk-size line is still on its way */
+            start_request(s, head_len);
             s->reading_head_started = false;
             if (s->closed || s->resp == RESP_CLOSING)
                 return;
@@ -1094,8 +1227,6 @@ finish_exchange(struct session *s)
 static bool
 build_response_head(struct session *s, const struct h1_head *h, struct evbuffer *out)
 {
-    struct h1_slice tok[MAX_CONN_TOKENS];
-    size_t ntok = connection_tokens(h, tok, MAX_CONN_TOKENS);
     bool auth_called = false, auth_rewritten = false;
 
     /* status line byte for byte, our version */
@@ -1107,7 +1238,7 @@ build_response_head(struct session *s, const struct h1_head *h, struct evbuffer 
     evbuffer_add(out, "\r\n", 2);
     for (size_t i = 0; i < h->nheaders; i++) {
         const struct h1_header *x = &h->headers[i];
-        if (is_hop_by_hop(x->name, tok, ntok))
+        if (is_hop_by_hop(h, x->name))
             continue;
         if (h1_slice_eq(x->name, "WWW-Authenticate")) {
             /* The rewritten offers take the place of the backend's first offer line. */
@@ -1141,8 +1272,9 @@ static void
 relay_response_body(struct session *s, size_t hw)
 {
     struct evbuffer *in = bufferevent_get_input(s->backend);
+    const char *why = NULL;
     switch (relay_body(in, bufferevent_get_output(s->client), &s->resp_body, hw, &s->resp_prefix,
-                       &s->bytes_out)) {
+                       &s->bytes_out, &why)) {
     case RELAY_DONE:
         if (evbuffer_get_length(in) > 0) {
             log_warnx("sid=%" PRIu64 " backend %s sent %zu bytes after its response; "
@@ -1158,8 +1290,9 @@ relay_response_body(struct session *s, size_t hw)
         bufferevent_setwatermark(s->client, EV_WRITE, hw / 2, 0);
         break;
     case RELAY_BAD:
-        log_warnx("sid=%" PRIu64 " backend %s: bad chunked framing in response", s->id,
-                  s->be->name);
+        log_warnx("sid=%" PRIu64 " backend %s: bad chunked framing in response (%s); closing "
+                  "the client connection",
+                  s->id, s->be->name, why);
         close_after_flush(s);
         break;
     case RELAY_MORE:
@@ -1190,9 +1323,12 @@ process_backend(struct session *s)
             }
             return;
         }
-        struct h1_header hdrs[MAX_HEADERS_CAP];
-        size_t maxh =
-            s->w->conf->max_headers < MAX_HEADERS_CAP ? s->w->conf->max_headers : MAX_HEADERS_CAP;
+        size_t maxh = 0;
+        struct h1_header *hdrs = header_scratch(s, true, &maxh);
+        if (hdrs == NULL) {
+            session_close(s);
+            return;
+        }
         struct h1_head h;
         int status;
         const char *why;
@@ -1209,7 +1345,7 @@ process_backend(struct session *s)
             return;
         }
         s->status = h.status;
-        h1_body_init(&s->resp_body, &h);
+        frame_init(&s->resp_body, &h);
         if (h.status < 200) {
             /* 100 Continue and friends go out at once; the final response follows */
             struct evbuffer *out = bufferevent_get_output(s->client);
@@ -1219,8 +1355,18 @@ process_backend(struct session *s)
             evbuffer_drain(in, head_len);
             continue;
         }
+        /* What arrived with the head is checked before the head goes out: a response broken
+         * from its first chunk line gets the client a 502, not half a message. */
+        if (frame_check_ahead(&s->resp_body, in, head_len, &why) != 0) {
+            log_warnx("sid=%" PRIu64 " backend %s: bad chunked framing in response (%s)", s->id,
+                      s->be->name, why);
+            local_error(s, 502, "Bad Gateway",
+                        "exshim: backend %s sent a response with broken chunked framing",
+                        s->be->name);
+            return;
+        }
         /* The backend will close: its connection cannot carry the next request. */
-        s->close_after = !s->client_keep_alive || !h.keep_alive || s->w->draining;
+        s->close_after = s->client_eof || !s->client_keep_alive || !h.keep_alive || s->w->draining;
         /*
          * The rewritten head replaces the received one in front of the body: after the drain
          * it usually fits in the space the old head leaves in the same chain, so head and first
@@ -1278,11 +1424,38 @@ client_write_cb(struct bufferevent *bev, void *arg)
     }
 }
 
+/*
+ * The client shut down its sending side (EOF). A request it sent whole still gets its response,
+ * as IIS would give it, and the connection closes after that; with nothing in flight, or a
+ * request body cut short, the session ends. Returns true when the session goes on.
+ */
+static bool
+client_half_closed(struct session *s)
+{
+    bool in_flight = s->resp == RESP_CONNECTING || s->resp == RESP_HEAD || s->resp == RESP_BODY ||
+                     s->resp == RESP_CLOSING;
+    if (!in_flight)
+        return false;
+    if (s->req == REQ_BODY && evbuffer_get_length(bufferevent_get_input(s->client)) == 0)
+        return false; /* the body can never be completed */
+    s->client_eof = true;
+    s->close_after = true;
+    read_off(s->client, s->client_rd);
+    return true;
+}
+
 static void
 client_event_cb(struct bufferevent *bev, short what, void *arg)
 {
     struct session *s = arg;
-    if (what & BEV_EVENT_CONNECTED)
+    if (what & BEV_EVENT_CONNECTED) {
+        /* TLS handshake complete: the head deadline from accept takes over. */
+        s->handshake_done = true;
+        if (s->req == REQ_HEAD && s->resp == RESP_NONE)
+            arm_deadline(s, &s->head_start, header_timeout(s));
+        return;
+    }
+    if ((what & BEV_EVENT_EOF) && !(what & BEV_EVENT_ERROR) && client_half_closed(s))
         return;
     if (what & BEV_EVENT_ERROR) {
         unsigned long e;
@@ -1401,7 +1574,19 @@ backend_event_cb(struct bufferevent *bev, short what, void *arg)
             return;
         }
         if (s->resp == RESP_NONE && s->req != REQ_BODY) {
-            /* An idle pinned connection closed: the next request opens a new one. */
+            if (s->be_authed) {
+                /* NTLM authenticated that TCP connection, not the client: a fresh backend
+                 * connection would be anonymous while the client believes it is logged on.
+                 * Close the client too, as IIS's close would reach it directly; it logs on
+                 * again on its next connection. */
+                log_info("sid=%" PRIu64 " backend %s closed an authenticated connection; "
+                         "closing the client connection so it authenticates again",
+                         s->id, s->be->name);
+                drop_backend(s);
+                close_after_flush(s);
+                return;
+            }
+            /* An idle anonymous connection closed: the next request opens a new one. */
             log_debug("sid=%" PRIu64 " backend %s closed idle connection", s->id, s->be->name);
             drop_backend(s);
             return;
@@ -1419,11 +1604,35 @@ backend_event_cb(struct bufferevent *bev, short what, void *arg)
 void
 session_accept(struct worker *w, size_t li, int fd, const struct sockaddr *sa, int salen)
 {
-    struct session *s = calloc(1, sizeof(*s));
-    if (s == NULL) {
+    char ip[INET6_ADDRSTRLEN] = "?";
+    int port = 0;
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+        inet_ntop(AF_INET, &in->sin_addr, ip, sizeof(ip));
+        port = ntohs(in->sin_port);
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+        inet_ntop(AF_INET6, &in6->sin6_addr, ip, sizeof(ip));
+        port = ntohs(in6->sin6_port);
+    }
+    if (w->climit != NULL && !climit_acquire(w->climit, ip)) {
+        /* One line for the first refusal and then one per thousand, so a flood cannot
+         * flood the log as well. */
+        if (w->refused_limit++ % 1000 == 0)
+            log_warnx("client %s:%d refused: max_connections_per_client (%zu) reached "
+                      "(%" PRIu64 " refused so far)",
+                      ip, port, w->conf->max_connections_per_client, w->refused_limit);
         close(fd);
         return;
     }
+    struct session *s = calloc(1, sizeof(*s));
+    if (s == NULL) {
+        if (w->climit != NULL)
+            climit_release(w->climit, ip);
+        close(fd);
+        return;
+    }
+    s->climit_held = w->climit != NULL;
     s->w = w;
     s->id = ++w->next_session_id * 256 + (uint64_t)w->index;
     s->listener = li;
@@ -1436,17 +1645,6 @@ session_accept(struct worker *w, size_t li, int fd, const struct sockaddr *sa, i
         w->sessions->prev = s;
     w->sessions = s;
 
-    char ip[INET6_ADDRSTRLEN] = "?";
-    int port = 0;
-    if (sa->sa_family == AF_INET) {
-        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
-        inet_ntop(AF_INET, &in->sin_addr, ip, sizeof(ip));
-        port = ntohs(in->sin_port);
-    } else if (sa->sa_family == AF_INET6) {
-        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
-        inet_ntop(AF_INET6, &in6->sin6_addr, ip, sizeof(ip));
-        port = ntohs(in6->sin6_port);
-    }
     snprintf(s->peer_ip, sizeof(s->peer_ip), "%s", ip);
     snprintf(s->peer, sizeof(s->peer), "%s:%d", ip, port);
 
@@ -1492,8 +1690,15 @@ session_accept(struct worker *w, size_t li, int fd, const struct sockaddr *sa, i
     tune_bev(s->client, w->conf->high_water);
     bufferevent_enable(s->client, EV_WRITE);
     read_on(s->client, s->client_rd);
-    s->reading_head_started = true; /* a new connection must send its head in time */
-    arm_timer(s, header_timeout(s));
+    /* A new connection must finish its TLS handshake within handshake_timeout and send its
+     * first head within header_timeout, both counted from accept. */
+    s->reading_head_started = true;
+    s->handshake_done = !s->tls;
+    event_base_gettimeofday_cached(w->base, &s->head_start);
+    unsigned first = header_timeout(s);
+    if (s->tls && w->conf->handshake_timeout_ms < first)
+        first = w->conf->handshake_timeout_ms;
+    arm_deadline(s, &s->head_start, first);
 }
 
 void

@@ -139,7 +139,11 @@ apply_common(SSL_CTX *ctx, const struct conf_listener *l, char *err, size_t errl
     }
     if (!l->session_tickets)
         SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
-    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
+    /* A client that closes without close_notify is ordinary (Outlook, curl, browsers do it);
+     * every request exshim relays is framed by its head, so a cut is seen by the framing, and
+     * such a close is an end of stream, not an error line. */
+    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE |
+                                 SSL_OP_IGNORE_UNEXPECTED_EOF);
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
     SSL_CTX_set_session_id_context(ctx, (const unsigned char *)"exshim", 6);
     SSL_CTX_set_alpn_select_cb(ctx, alpn_select, NULL);

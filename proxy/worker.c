@@ -12,6 +12,7 @@
 #include <event2/event.h>
 #include <event2/listener.h>
 
+#include "proxy/climit.h"
 #include "proxy/log.h"
 #include "proxy/session.h"
 
@@ -19,6 +20,33 @@ struct listen_arg {
     struct worker *w;
     size_t index;
 };
+
+/*
+ * max_connections: at the cap the listeners stop accepting, so further clients wait in the
+ * kernel's accept queue (or go to another worker) instead of being refused; below it again,
+ * accepting resumes. One line each way.
+ */
+static void
+set_accepting(struct worker *w)
+{
+    bool full = w->nsessions >= w->conf->max_connections;
+    if (full == w->accept_full || w->draining || w->listeners == NULL)
+        return;
+    w->accept_full = full;
+    for (size_t i = 0; i < w->conf->nlisteners; i++) {
+        if (w->listeners[i] == NULL)
+            continue;
+        if (full)
+            evconnlistener_disable(w->listeners[i]);
+        else
+            evconnlistener_enable(w->listeners[i]);
+    }
+    if (full)
+        log_warnx("max_connections (%zu) reached: not accepting until a connection closes",
+                  w->conf->max_connections);
+    else
+        log_info("below max_connections (%zu) again: accepting", w->conf->max_connections);
+}
 
 static void
 accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen, void *arg)
@@ -29,13 +57,14 @@ accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int
         return;
     }
     session_accept(la->w, la->index, fd, sa, salen);
+    set_accepting(la->w);
 }
 
 static void
 accept_retry_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct worker *w = arg;
-    if (w->draining)
+    if (w->draining || w->accept_full)
         return;
     for (size_t i = 0; i < w->conf->nlisteners; i++)
         if (w->listeners[i] != NULL)
@@ -109,6 +138,8 @@ worker_session_gone(struct worker *w)
     w->nsessions--;
     if (w->draining && w->nsessions == 0)
         event_base_loopexit(w->base, NULL);
+    if (w->accept_full)
+        set_accepting(w);
 }
 
 int
@@ -128,6 +159,11 @@ worker_run(struct worker *w, int ready_fd)
     }
     if (args == NULL || w->listeners == NULL || w->base == NULL)
         fatalx("worker %d: out of memory", w->index);
+    if (c->max_connections_per_client > 0) {
+        w->climit = climit_new(c->max_connections, c->max_connections_per_client);
+        if (w->climit == NULL)
+            fatalx("worker %d: out of memory", w->index);
+    }
 
     signal(SIGPIPE, SIG_IGN);
     w->sig_term = evsignal_new(w->base, SIGTERM, term_cb, w);

@@ -18,6 +18,7 @@ struct evconnlistener;
 struct event;
 struct ssl_ctx_st;
 struct session;
+struct climit;
 
 /* Per-backend runtime data prepared before the workers fork. */
 struct backend_rt {
@@ -39,6 +40,9 @@ struct worker {
     struct session *sessions;
     uint64_t next_session_id;
     bool draining;
+    bool accept_full;       /* accepting paused at max_connections */
+    struct climit *climit;  /* per-address counts; NULL without max_connections_per_client */
+    uint64_t refused_limit; /* connections refused by max_connections_per_client */
 };
 
 /* Runs a worker until drained; returns the process exit status. Takes nothing; borrows all. */
