@@ -367,7 +367,7 @@ after_early_response(struct lab_conn *c, bool keep_alive)
         if (c->req.content_length > LAB_DISCARD_MAX)
             return lab_conn_finish(c);
         frame_init(&c->body, &(struct h1_head){.body = H1_BODY_LENGTH,
-                                                 .content_length = c->req.content_length});
+                                               .content_length = c->req.content_length});
         c->st = LAB_ST_DISCARD;
         return 0;
     }
