@@ -15,24 +15,36 @@
  *                the first rule was ".*autodiscover\.json.*\@.*Powershell.*". Summarised with
  *                the 2022-10-03/05 updates at eightwone.com (Michel de Rooij, "Exchange 0-days:
  *                CVE-2022-41040 & CVE-2022-41082").
+ *                https://msrc-blog.microsoft.com/2022/09/29/customer-guidance-for-reported-zero-
+ *                day-vulnerabilities-in-microsoft-exchange-server/
  *   [GTSC-2022]  GTSC, "Warning: new attack campaign utilized a new 0-day RCE vulnerability on
  *                Microsoft Exchange Server", 2022-09-28: autodiscover.json?@evil.com/... with
  *                Email=autodiscover/autodiscover.json%3f@evil.com, reaching /powershell.
+ *                https://www.gteltsc.vn/blog/warning-new-attack-campaign-utilized-a-new-0day-
+ *                rce-vulnerability-on-microsoft-exchange-server-12715.html
  *   [ORANGE-PS]  Orange Tsai (DEVCORE), "A New Attack Surface on MS Exchange Part 3 -
  *                ProxyShell!", 2021-08 (blog.orange.tw): the autodiscover front end removes the
  *                Email= (explicit logon) value from the URL, so
  *                /autodiscover/autodiscover.json?@foo.com/mapi/nspi/?&Email=autodiscover/
  *                autodiscover.json%3f@foo.com reaches the backend as /mapi/nspi; the PowerShell
  *                backend takes a CommonAccessToken from the X-Rps-CAT query parameter.
+ *                https://blog.orange.tw/2021/08/proxyshell-a-new-attack-surface-on-ms-exchange-
+ *                part-3.html
  *   [ORANGE-PL]  Orange Tsai, "A New Attack Surface on MS Exchange Part 1 - ProxyLogon!",
  *                2021-08: ProxyRequestHandler.ShouldCopyHeaderToServerRequest, the front end's
  *                list of internal headers it never forwards from a client (X-CommonAccessToken,
  *                X-IsFromCafe, X-SourceCafeServer, msExchProxyUri, ...); the X-BEResource
  *                cookie selects the backend for static resources under /ecp/ and /owa/.
+ *                https://blog.orange.tw/2021/08/proxylogon-a-new-attack-surface-on-ms-exchange-
+ *                part-1.html
  *   [EOMT-2021]  Microsoft CSS-Exchange, Security/BackendCookieMitigation.ps1 (also in
  *                ExchangeMitigations.ps1 and EOMT), March 2021, for CVE-2021-26855: abort when
  *                HTTP_COOKIE matches "(.*)X-AnonResource-Backend(.*)" or
  *                "(.*)X-BEResource=(.+)/(.+)~(.+)" (ignoreCase).
+ *                https://github.com/microsoft/CSS-Exchange (Security/BackendCookieMitigation.ps1);
+ *                https://msrc-blog.microsoft.com/2021/03/05/microsoft-exchange-server-
+ *                vulnerabilities-mitigations-march-2021/; the same two patterns as load-balancer
+ *                rules: support.kemptechnologies.com/hc/en-us/articles/360058316391
  *   [FE-CODE]    Exchange 2016/2019 Microsoft.Exchange.FrontEndHttpProxy, as published in
  *                decompiled form with the ProxyLogon analyses: EcpProxyRequestHandler sets an
  *                X-BEResource cookie (HttpOnly, value BackEndServer.ToString(), "fqdn~version")
@@ -44,6 +56,7 @@
  *                ProxyNotShell Mitigations", 2022-12-20: POST /owa/mastermailbox%40outlook.com/
  *                powershell reaches the PowerShell backend through OWA (CVE-2022-41080 with
  *                CVE-2022-41082), which the autodiscover rewrite rule does not see.
+ *                https://www.crowdstrike.com/blog/owassrf-exploit-analysis-and-recommendations/
  *   [PLOGON-POC] Public CVE-2021-26855 probes and exploits: Cookie "X-BEResource=a]@host:444/
  *                ecp/proxyLogon.ecp#~1941997017" on POST /ecp/x.js (Microsoft's own
  *                Test-ProxyLogon check), "X-BEResource=Admin@host:444/ecp/proxyLogon.ecp?a=~
@@ -578,6 +591,8 @@ guard_rules(size_t *n_out)
 const struct guard_rule *
 guard_rule_find(const char *id)
 {
+    if (id == NULL)
+        return NULL;
     for (size_t i = 0; i < GUARD_R_COUNT; i++)
         if (strcasecmp(guard_table[i].id, id) == 0)
             return &guard_table[i];

@@ -81,8 +81,8 @@ const struct guard_rule *guard_check(const struct guard_input *in);
 const struct guard_rule *guard_rules(size_t *n_out);
 
 /*
- * Returns the rule whose id equals ID (case-insensitive), or NULL. Borrows id; the result is a
- * view into the static rule table.
+ * Returns the rule whose id equals ID (case-insensitive), or NULL (also for a NULL id). Borrows
+ * id; the result is a view into the static rule table.
  */
 const struct guard_rule *guard_rule_find(const char *id);
 

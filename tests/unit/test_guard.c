@@ -501,6 +501,7 @@ test_table(void **state)
     assert_ptr_equal(guard_rule_find("exg-003"), &t[3]);
     assert_null(guard_rule_find("EXG-999"));
     assert_null(guard_rule_find(""));
+    assert_null(guard_rule_find(NULL));
 }
 
 /* The limit is on each part: GUARD_MAX_PART bytes are inspected, one more is refused. */
