@@ -90,7 +90,7 @@ deps:
 
 test check: deps
 	$(MAKE) all units
-	$(MAKE) BUILD=$(BUILD)/san SAN=1 units
+	$(MAKE) BUILD=$(BUILD)/san SAN=1 all units
 	$(MAKE) fuzzers
 	BUILD=$(BUILD) bash tests/run
 

@@ -25,6 +25,13 @@ cleanup() {
     for p in "${PIDS[@]:-}"; do
         [ -n "$p" ] && { timeout 5 tail --pid="$p" -f /dev/null 2>/dev/null || kill -9 "$p" 2>/dev/null; }
     done
+    # A sanitizer report in any process's log fails the test, even when the process that
+    # printed it was replaced and the test's requests went through.
+    if grep -lE 'ERROR: (Address|Leak)Sanitizer|runtime error:' "$T"/*.log >/dev/null 2>&1; then
+        printf '[%s] FAIL: sanitizer report in %s\n' "$TEST_NAME" \
+            "$(grep -lE 'ERROR: (Address|Leak)Sanitizer|runtime error:' "$T"/*.log | tr '\n' ' ')" >&2
+        [ "$rc" -eq 0 ] && rc=1
+    fi
     if [ "$rc" -ne 0 ] && [ "$rc" -ne 77 ]; then
         for f in "$T"/*.log; do
             [ -f "$f" ] || continue
