@@ -396,6 +396,26 @@ parse_absolute(const char *raw, size_t end, struct target *r, size_t *path_out,
     return 0;
 }
 
+/*
+ * Windows (and so IIS) drops trailing dots and spaces from path names: "/ecp./" and
+ * "/ecp%20/" are served as "/ecp/" although no prefix match would route them there. Refused in
+ * both policies: repairing them would need Windows' exact name rules. p is a normalised path.
+ */
+static bool
+windows_trims(const char *p, size_t len)
+{
+    for (size_t i = 1; i <= len; i++) {
+        if (i < len && p[i] != '/')
+            continue;
+        /* p[i] ends a segment (or the path); look at the segment's last byte(s) */
+        if (p[i - 1] == '.' && p[i - 1] != '/')
+            return true;
+        if (i >= 4 && p[i - 3] == '%' && p[i - 2] == '2' && p[i - 1] == '0')
+            return true;
+    }
+    return false;
+}
+
 int
 target_normalize(const char *raw, size_t len, enum target_policy pol, char *out, size_t outcap,
                  struct target *t, const char **why_out)
@@ -442,6 +462,10 @@ target_normalize(const char *raw, size_t len, enum target_policy pol, char *out,
         goto fail;
     if (normalize_path(raw + pstart, pend - pstart, pol, out, outcap, &olen, &why) != 0)
         goto fail;
+    if (windows_trims(out, olen)) {
+        why = "path segment ending in a dot or space (Windows drops them: /ecp./ is /ecp)";
+        goto fail;
+    }
     r.path = out;
     r.path_len = olen;
     r.changed = olen != pend - pstart || memcmp(out, raw + pstart, olen) != 0;
