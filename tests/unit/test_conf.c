@@ -287,6 +287,11 @@ test_defaults(void **state)
     assert_int_equal(c->max_headers, 200);
     assert_int_equal(c->high_water, 65536);
     assert_int_equal(c->grace_ms, 30000);
+    assert_int_equal(c->handshake_timeout_ms, 10000);
+    assert_int_equal(c->max_connections, 9000);
+    assert_int_equal(c->max_connections_per_client, 0);
+    assert_int_equal(c->target_policy, CONF_TARGET_STRICT);
+    assert_true(c->routes[0].guard);
     assert_string_equal(c->listeners[0].host, "127.0.0.1");
     assert_string_equal(c->listeners[0].port, "0");
     assert_false(c->listeners[0].tls);
@@ -570,6 +575,14 @@ static const struct err_case err_cases[] = {
      "16777217 is out of range (4096..16777216)"},
     {"max_headers 0", "max_headers = 0;\n" L_ B_ R_, 1, "max_headers",
      "0 is out of range (1..10000)"},
+    {"target_policy", "target_policy = \"lenient\";\n" L_ B_ R_, 1, "target_policy",
+     "unknown policy 'lenient' (expected strict or normalize)"},
+    {"max_connections 0", "max_connections = 0;\n" L_ B_ R_, 1, "max_connections",
+     "0 is out of range (1..1000000)"},
+    {"handshake_timeout zero", "handshake_timeout = 0;\n" L_ B_ R_, 1, "handshake_timeout",
+     "must be greater than zero"},
+    {"guard not bool", L_ B_ "routes = ( { path = \"/x\"; backend = \"b\"; guard = \"off\"; } );\n",
+     3, "routes.[0].guard", "expected true or false*"},
     {"log_level", "log_level = \"verbose\";\n" L_ B_ R_, 1, "log_level",
      "unknown level 'verbose' (expected error, warn, info or debug)"},
     {"newline in value stays one line", "log_level = \"a\\nb\";\n" L_ B_ R_, 1, "log_level",
@@ -1195,18 +1208,48 @@ test_examples(void **state)
     assert_true(loaded > 0);
 }
 
+/* The hardening keys, set. */
+static void
+test_hardening_keys(void **state)
+{
+    (void)state;
+    struct conf *c = NULL;
+    char err[512] = "";
+    assert_int_equal(
+        load_text("handshake_timeout = \"2s\"; max_connections = 20;\n"
+                  "max_connections_per_client = 5; target_policy = \"Normalize\";\n" L_ B_
+                  "routes = ( { path = \"/owa\"; backend = \"b\"; guard = false; } );\n",
+                  &c, err, sizeof(err)),
+        0);
+    assert_int_equal(c->handshake_timeout_ms, 2000);
+    assert_int_equal(c->max_connections, 20);
+    assert_int_equal(c->max_connections_per_client, 5);
+    assert_int_equal(c->target_policy, CONF_TARGET_NORMALIZE);
+    assert_false(c->routes[0].guard);
+    conf_free(c);
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_full_config),    cmocka_unit_test(test_defaults),
-        cmocka_unit_test(test_accepted_forms), cmocka_unit_test(test_relative_paths),
-        cmocka_unit_test(test_include),        cmocka_unit_test(test_error_base_is_valid),
-        cmocka_unit_test(test_errors),         cmocka_unit_test(test_missing_file),
-        cmocka_unit_test(test_bad_files),      cmocka_unit_test(test_small_err_buffer),
-        cmocka_unit_test(test_durations),      cmocka_unit_test(test_schemes),
-        cmocka_unit_test(test_route_find),     cmocka_unit_test(test_route_slash),
-        cmocka_unit_test(test_shipped_config), cmocka_unit_test(test_examples),
+        cmocka_unit_test(test_hardening_keys),
+        cmocka_unit_test(test_full_config),
+        cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_accepted_forms),
+        cmocka_unit_test(test_relative_paths),
+        cmocka_unit_test(test_include),
+        cmocka_unit_test(test_error_base_is_valid),
+        cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_missing_file),
+        cmocka_unit_test(test_bad_files),
+        cmocka_unit_test(test_small_err_buffer),
+        cmocka_unit_test(test_durations),
+        cmocka_unit_test(test_schemes),
+        cmocka_unit_test(test_route_find),
+        cmocka_unit_test(test_route_slash),
+        cmocka_unit_test(test_shipped_config),
+        cmocka_unit_test(test_examples),
     };
 
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
