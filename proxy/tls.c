@@ -117,6 +117,21 @@ sni_table_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, 
     free(t);
 }
 
+/*
+ * How proxy/conn.c drives OpenSSL: read-ahead (one read() takes every record the socket has),
+ * partial writes with a buffer that may move between retries (the output is an evbuffer), and
+ * buffers released while a connection is idle, so a held channel costs no TLS buffers.
+ */
+static void
+set_io_modes(SSL_CTX *ctx)
+{
+    SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
+                              SSL_MODE_RELEASE_BUFFERS);
+    SSL_CTX_set_read_ahead(ctx, 1);
+    /* With read-ahead, one read() fills this buffer: several records per system call. */
+    SSL_CTX_set_default_read_buffer_len(ctx, 65536);
+}
+
 static int
 apply_common(SSL_CTX *ctx, const struct conf_listener *l, char *err, size_t errlen)
 {
@@ -144,7 +159,7 @@ apply_common(SSL_CTX *ctx, const struct conf_listener *l, char *err, size_t errl
      * such a close is an end of stream, not an error line. */
     SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE |
                                  SSL_OP_IGNORE_UNEXPECTED_EOF);
-    SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+    set_io_modes(ctx);
     SSL_CTX_set_session_id_context(ctx, (const unsigned char *)"exshim", 6);
     SSL_CTX_set_alpn_select_cb(ctx, alpn_select, NULL);
     return 0;
@@ -242,7 +257,7 @@ tlsctx_client_new(const struct conf_backend *b, char *err, size_t errlen)
     SSL_CTX_set_max_proto_version(ctx, proto_version(b->max_protocol));
     if (b->min_protocol < CONF_TLS12)
         SSL_CTX_set_security_level(ctx, 0);
-    SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+    set_io_modes(ctx);
     /* HTTP/1.1 toward IIS as well: Windows authentication needs it. */
     static const unsigned char alpn[] = "\x08http/1.1";
     SSL_CTX_set_alpn_protos(ctx, alpn, sizeof(alpn) - 1);
@@ -440,4 +455,99 @@ tlsctx_err_string(unsigned long e, char *buf, size_t len)
 {
     ERR_error_string_n(e, buf, len);
     return buf;
+}
+
+void
+tlsio_attach(SSL *ssl, int fd, bool server)
+{
+    SSL_set_fd(ssl, fd);
+    if (server)
+        SSL_set_accept_state(ssl);
+    else
+        SSL_set_connect_state(ssl);
+}
+
+/* Maps the outcome of an SSL call that returned r. */
+static enum tlsio_result
+io_result(SSL *ssl, int r, char *err, size_t errlen)
+{
+    int e = SSL_get_error(ssl, r);
+    switch (e) {
+    case SSL_ERROR_WANT_READ:
+        return TLSIO_WANT_READ;
+    case SSL_ERROR_WANT_WRITE:
+        return TLSIO_WANT_WRITE;
+    case SSL_ERROR_ZERO_RETURN:
+        return TLSIO_EOF;
+    case SSL_ERROR_SYSCALL:
+        if (ERR_peek_error() == 0) {
+            if (errno == 0 || errno == ECONNRESET || errno == EPIPE) {
+                if (errno != 0)
+                    snprintf(err, errlen, "%s", strerror(errno));
+                return errno == 0 ? TLSIO_EOF : TLSIO_ERROR;
+            }
+            snprintf(err, errlen, "%s", strerror(errno));
+            return TLSIO_ERROR;
+        }
+        break;
+    default:
+        break;
+    }
+    tlsctx_errors(err, errlen);
+    return TLSIO_ERROR;
+}
+
+enum tlsio_result
+tlsio_handshake(SSL *ssl, char *err, size_t errlen)
+{
+    ERR_clear_error();
+    errno = 0;
+    int r = SSL_do_handshake(ssl);
+    if (r == 1)
+        return TLSIO_OK;
+    return io_result(ssl, r, err, errlen);
+}
+
+enum tlsio_result
+tlsio_read(SSL *ssl, void *buf, size_t len, size_t *n, char *err, size_t errlen)
+{
+    ERR_clear_error();
+    errno = 0;
+    *n = 0;
+    int r = SSL_read_ex(ssl, buf, len, n);
+    if (r == 1)
+        return TLSIO_OK;
+    return io_result(ssl, 0, err, errlen);
+}
+
+enum tlsio_result
+tlsio_write(SSL *ssl, const void *buf, size_t len, size_t *n, char *err, size_t errlen)
+{
+    ERR_clear_error();
+    errno = 0;
+    *n = 0;
+    int r = SSL_write_ex(ssl, buf, len, n);
+    if (r == 1)
+        return TLSIO_OK;
+    return io_result(ssl, 0, err, errlen);
+}
+
+bool
+tlsio_pending(SSL *ssl)
+{
+    return SSL_has_pending(ssl) == 1;
+}
+
+void
+tlsio_close(SSL *ssl)
+{
+    if (ssl == NULL)
+        return;
+    /* One close_notify, no wait for the peer's: the socket closes next. */
+    if (SSL_is_init_finished(ssl)) {
+        ERR_clear_error();
+        SSL_shutdown(ssl);
+        ERR_clear_error();
+    }
+    SSL_free(ssl);
 }

@@ -42,15 +42,40 @@ int tlsctx_chain_hash(const char *chain_file, unsigned char out[32]);
 /* The same hash of the certificate the peer presented on ssl. Returns 0 or -1. */
 int tlsctx_peer_hash(struct ssl_st *ssl, unsigned char out[32]);
 
-/* Start-up probe: connects to host:port with TLS (blocking, timeout_ms), returns the
- * tls-server-end-point hash of the presented leaf in out. Returns 0 or -1 with err. */
 /* Text of one OpenSSL error code (from bufferevent_get_openssl_error). Returns buf. */
 const char *tlsctx_err_string(unsigned long e, char *buf, size_t len);
 
 /* "OpenSSL 3.0.x ..." as linked at run time. */
 const char *tlsctx_library_version(void);
 
+/* Start-up probe: connects to host:port with TLS (blocking, timeout_ms), returns the
+ * tls-server-end-point hash of the presented leaf in out. Returns 0 or -1 with err. */
 int tlsctx_probe_hash(const struct conf_backend *b, const struct conf_server *s,
                       unsigned timeout_ms, unsigned char out[32], char *err, size_t errlen);
+
+/*
+ * Non-blocking TLS I/O for proxy/conn.c: exshim drives SSL_read and SSL_write on its own
+ * sockets. Every call clears the error queue first and, on TLSIO_ERROR, empties it into err.
+ */
+enum tlsio_result {
+    TLSIO_OK,         /* done (handshake) or some bytes moved (*n > 0) */
+    TLSIO_WANT_READ,  /* call again when the socket is readable */
+    TLSIO_WANT_WRITE, /* call again when the socket is writable */
+    TLSIO_EOF,        /* the peer closed (close_notify, or a TCP close without it) */
+    TLSIO_ERROR,
+};
+
+/* Binds ssl to fd, as the accepting (server) or connecting side. Borrows both. */
+void tlsio_attach(struct ssl_st *ssl, int fd, bool server);
+enum tlsio_result tlsio_handshake(struct ssl_st *ssl, char *err, size_t errlen);
+/* Moves up to len bytes; *n receives the count. */
+enum tlsio_result tlsio_read(struct ssl_st *ssl, void *buf, size_t len, size_t *n, char *err,
+                             size_t errlen);
+enum tlsio_result tlsio_write(struct ssl_st *ssl, const void *buf, size_t len, size_t *n, char *err,
+                              size_t errlen);
+/* Decrypted or buffered record bytes wait inside OpenSSL (no socket event will announce them). */
+bool tlsio_pending(struct ssl_st *ssl);
+/* Sends close_notify without waiting for the peer's, and frees ssl. Accepts NULL. */
+void tlsio_close(struct ssl_st *ssl);
 
 #endif

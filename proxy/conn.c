@@ -1,0 +1,643 @@
+/* One side of a session: socket I/O for plain and TLS connections. See conn.h. */
+#include "proxy/conn.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+
+#include "proxy/tls.h"
+
+/* A TLS record carries at most 16 KiB of data: writes are cut there so records are full. */
+#define TLS_RECORD 16384
+/* One TLS read lands in a chain this large (a record plus OpenSSL's read-ahead). */
+#define TLS_READ_CHUNK (TLS_RECORD + 1024)
+#define DEFAULT_READ_CAP 65536
+
+enum phase {
+    PH_CONNECTING, /* outgoing TCP connect in progress */
+    PH_HANDSHAKE,  /* TLS handshake in progress */
+    PH_OPEN,       /* data flows */
+    PH_EOF,        /* the peer closed its side: no more reading, writing goes on */
+    PH_FAILED,     /* an error: nothing more moves */
+};
+
+struct conn {
+    int fd;
+    struct ssl_st *ssl;
+    struct event *rev, *wev, *timer;
+    struct evbuffer *in, *out;
+    const struct conn_cbs *cbs;
+    void *arg;
+    enum phase phase;
+    size_t read_cap, drain_mark;
+    bool drain_armed;  /* on_drained is due once the output is at or below drain_mark */
+    bool write_failed; /* a write from conn_sync failed: reported from the write event */
+    bool established;  /* CONN_CONNECTED was reached */
+    bool want_read;    /* the owner wants input */
+    bool reading;      /* rev is added */
+    bool writing;      /* wev is added */
+    bool io_wants_rw;  /* TLS: the last read needs the socket writable, or a write readable */
+    bool server;       /* accepted (TLS server side) */
+    bool dead;         /* conn_free ran while a callback was on the stack */
+    unsigned busy;     /* callbacks on the stack */
+    char err[256];
+};
+
+static void sync_events(struct conn *c);
+
+/* ---- callbacks into the owner, safe against conn_free from inside -------------------- */
+
+static void
+really_free(struct conn *c)
+{
+    evbuffer_free(c->in);
+    evbuffer_free(c->out);
+    free(c);
+}
+
+/* Returns false when the owner freed c during the callback (c is gone then). */
+static bool
+call_event(struct conn *c, enum conn_event ev)
+{
+    c->busy++;
+    c->cbs->on_event(c->arg, ev);
+    c->busy--;
+    if (c->dead) {
+        if (c->busy == 0)
+            really_free(c);
+        return false;
+    }
+    return true;
+}
+
+static bool
+call_read(struct conn *c)
+{
+    c->busy++;
+    c->cbs->on_read(c->arg);
+    c->busy--;
+    if (c->dead) {
+        if (c->busy == 0)
+            really_free(c);
+        return false;
+    }
+    return true;
+}
+
+static bool
+call_drained(struct conn *c)
+{
+    c->busy++;
+    c->cbs->on_drained(c->arg);
+    c->busy--;
+    if (c->dead) {
+        if (c->busy == 0)
+            really_free(c);
+        return false;
+    }
+    return true;
+}
+
+static void
+set_error(struct conn *c, const char *what)
+{
+    snprintf(c->err, sizeof(c->err), "%s", what);
+}
+
+/* ---- reading ------------------------------------------------------------------------- */
+
+enum fill { FILL_NONE, FILL_DATA, FILL_EOF, FILL_ERROR };
+
+/* readv() straight into space reserved at the end of the input: no copy. */
+static enum fill
+fill_plain(struct conn *c, size_t want)
+{
+    struct evbuffer_iovec v[2];
+    int nv = evbuffer_reserve_space(c->in, (ev_ssize_t)want, v, 2);
+    if (nv <= 0) {
+        set_error(c, "out of memory");
+        return FILL_ERROR;
+    }
+    struct iovec iov[2];
+    size_t total = 0;
+    for (int i = 0; i < nv; i++) {
+        size_t l = v[i].iov_len < want - total ? v[i].iov_len : want - total;
+        iov[i].iov_base = v[i].iov_base;
+        iov[i].iov_len = l;
+        total += l;
+    }
+    ssize_t r;
+    do
+        r = readv(c->fd, iov, nv);
+    while (r < 0 && errno == EINTR);
+    if (r <= 0) {
+        int e = errno;
+        evbuffer_commit_space(c->in, v, 0);
+        if (r == 0)
+            return FILL_EOF;
+        if (e == EAGAIN || e == EWOULDBLOCK)
+            return FILL_NONE;
+        set_error(c, strerror(e));
+        return FILL_ERROR;
+    }
+    size_t left = (size_t)r;
+    int used = 0;
+    for (int i = 0; i < nv && left > 0; i++, used++) {
+        v[i].iov_len = iov[i].iov_len < left ? iov[i].iov_len : left;
+        left -= v[i].iov_len;
+    }
+    evbuffer_commit_space(c->in, v, used);
+    return FILL_DATA;
+}
+
+/* SSL_read record by record into input chains, until OpenSSL has nothing left or the cap. */
+static enum fill
+fill_tls(struct conn *c, size_t want)
+{
+    bool got = false;
+    c->io_wants_rw = false;
+    while (want > 0) {
+        size_t chunk = want < TLS_READ_CHUNK ? want : TLS_READ_CHUNK;
+        struct evbuffer_iovec v;
+        if (evbuffer_reserve_space(c->in, (ev_ssize_t)chunk, &v, 1) != 1) {
+            set_error(c, "out of memory");
+            return FILL_ERROR;
+        }
+        size_t n = 0;
+        size_t room = v.iov_len < chunk ? v.iov_len : chunk;
+        enum tlsio_result r = tlsio_read(c->ssl, v.iov_base, room, &n, c->err, sizeof(c->err));
+        v.iov_len = n;
+        evbuffer_commit_space(c->in, &v, n > 0 ? 1 : 0);
+        if (r == TLSIO_OK) {
+            got = true;
+            want -= n < want ? n : want;
+            continue;
+        }
+        if (r == TLSIO_WANT_READ)
+            break;
+        if (r == TLSIO_WANT_WRITE) {
+            c->io_wants_rw = true;
+            break;
+        }
+        if (got)
+            return FILL_DATA; /* deliver what came before the close; it is seen next time */
+        return r == TLSIO_EOF ? FILL_EOF : FILL_ERROR;
+    }
+    return got ? FILL_DATA : FILL_NONE;
+}
+
+static void
+do_read(struct conn *c)
+{
+    size_t have = evbuffer_get_length(c->in);
+    if (have >= c->read_cap)
+        return;
+    enum fill f =
+        c->ssl != NULL ? fill_tls(c, c->read_cap - have) : fill_plain(c, c->read_cap - have);
+    switch (f) {
+    case FILL_NONE:
+        sync_events(c);
+        return;
+    case FILL_DATA:
+        if (!call_read(c))
+            return;
+        sync_events(c);
+        return;
+    case FILL_EOF:
+    case FILL_ERROR:
+        c->phase = f == FILL_EOF ? PH_EOF : PH_FAILED;
+        sync_events(c);
+        call_event(c, f == FILL_EOF ? CONN_EOF : CONN_ERROR);
+        return;
+    }
+}
+
+/* ---- writing ------------------------------------------------------------------------- */
+
+/* Writes what the socket takes. Returns -1 on a write error (c->err set). */
+static int
+do_write(struct conn *c)
+{
+    if (c->ssl == NULL) {
+        while (evbuffer_get_length(c->out) > 0) {
+            int r = evbuffer_write(c->out, c->fd);
+            if (r > 0)
+                continue;
+            if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+                return 0;
+            set_error(c, r == 0 ? "connection closed" : strerror(errno));
+            return -1;
+        }
+        return 0;
+    }
+    c->io_wants_rw = false;
+    while (evbuffer_get_length(c->out) > 0) {
+        size_t len = evbuffer_get_length(c->out);
+        size_t n = len < TLS_RECORD ? len : TLS_RECORD;
+        /* Small chains are joined into one record; a large chain is used in place. */
+        const void *p = evbuffer_pullup(c->out, (ev_ssize_t)n);
+        if (p == NULL) {
+            set_error(c, "out of memory");
+            return -1;
+        }
+        size_t put = 0;
+        enum tlsio_result r = tlsio_write(c->ssl, p, n, &put, c->err, sizeof(c->err));
+        if (r == TLSIO_OK) {
+            evbuffer_drain(c->out, put);
+            continue;
+        }
+        if (r == TLSIO_WANT_WRITE)
+            return 0;
+        if (r == TLSIO_WANT_READ) {
+            c->io_wants_rw = true;
+            return 0;
+        }
+        if (r == TLSIO_EOF)
+            set_error(c, "connection closed");
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- events -------------------------------------------------------------------------- */
+
+/* Makes the registered events match what the conn needs now. */
+static void
+sync_events(struct conn *c)
+{
+    bool need_read = false, need_write = false;
+    switch (c->phase) {
+    case PH_CONNECTING:
+        need_write = true;
+        break;
+    case PH_HANDSHAKE:
+        /* the handshake says which one it waits for through io_wants_rw: see step_handshake */
+        need_read = !c->io_wants_rw;
+        need_write = c->io_wants_rw;
+        break;
+    case PH_OPEN:
+        need_read = c->want_read && evbuffer_get_length(c->in) < c->read_cap;
+        need_write = evbuffer_get_length(c->out) > 0 || c->write_failed;
+        if (c->io_wants_rw) {
+            /* TLS crossed: a read that needs a write, or a write that needs a read */
+            need_read = true;
+            need_write = true;
+        }
+        break;
+    case PH_EOF:
+        need_write = evbuffer_get_length(c->out) > 0 || c->write_failed;
+        break;
+    case PH_FAILED:
+        need_write = c->write_failed;
+        break;
+    }
+    if (need_read != c->reading) {
+        if (need_read)
+            event_add(c->rev, NULL);
+        else
+            event_del(c->rev);
+        c->reading = need_read;
+        /* Whole records may wait inside OpenSSL after a read stopped at the cap: no socket
+         * event would announce them, so look at once. */
+        if (need_read && c->ssl != NULL && tlsio_pending(c->ssl))
+            event_active(c->rev, EV_READ, 0);
+    }
+    if (need_write != c->writing) {
+        if (need_write)
+            event_add(c->wev, NULL);
+        else
+            event_del(c->wev);
+        c->writing = need_write;
+    }
+}
+
+static void
+connected(struct conn *c)
+{
+    if (c->timer != NULL) {
+        event_free(c->timer);
+        c->timer = NULL;
+    }
+    c->phase = PH_OPEN;
+    c->established = true;
+    sync_events(c);
+    call_event(c, CONN_CONNECTED);
+}
+
+/* Runs the TLS handshake as far as the socket allows. */
+static void
+step_handshake(struct conn *c)
+{
+    enum tlsio_result r = tlsio_handshake(c->ssl, c->err, sizeof(c->err));
+    switch (r) {
+    case TLSIO_OK:
+        c->io_wants_rw = false;
+        connected(c);
+        return;
+    case TLSIO_WANT_READ:
+        c->io_wants_rw = false;
+        sync_events(c);
+        return;
+    case TLSIO_WANT_WRITE:
+        c->io_wants_rw = true;
+        sync_events(c);
+        return;
+    case TLSIO_EOF:
+        set_error(c, "closed during the TLS handshake");
+        break;
+    case TLSIO_ERROR:
+        break;
+    }
+    c->phase = PH_FAILED;
+    sync_events(c);
+    call_event(c, CONN_ERROR);
+}
+
+static void
+on_readable(evutil_socket_t fd, short what, void *arg)
+{
+    struct conn *c = arg;
+    if (c->phase == PH_HANDSHAKE) {
+        step_handshake(c);
+        return;
+    }
+    if (c->phase != PH_OPEN)
+        return;
+    if (c->io_wants_rw && evbuffer_get_length(c->out) > 0) {
+        /* a TLS write waited for this read */
+        if (do_write(c) != 0) {
+            c->phase = PH_FAILED;
+            sync_events(c);
+            call_event(c, CONN_ERROR);
+            return;
+        }
+    }
+    do_read(c);
+}
+
+static void
+fail(struct conn *c)
+{
+    c->phase = PH_FAILED;
+    c->write_failed = false;
+    sync_events(c);
+    call_event(c, CONN_ERROR);
+}
+
+static void
+on_writable(evutil_socket_t fd, short what, void *arg)
+{
+    struct conn *c = arg;
+    if (c->write_failed) {
+        fail(c);
+        return;
+    }
+    if (c->phase == PH_CONNECTING) {
+        int soerr = 0;
+        socklen_t sl = sizeof(soerr);
+        if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) != 0)
+            soerr = errno;
+        if (soerr != 0) {
+            set_error(c, strerror(soerr));
+            fail(c);
+            return;
+        }
+        if (c->ssl == NULL) {
+            connected(c);
+            return;
+        }
+        tlsio_attach(c->ssl, c->fd, false);
+        c->phase = PH_HANDSHAKE;
+        step_handshake(c);
+        return;
+    }
+    if (c->phase == PH_HANDSHAKE) {
+        step_handshake(c);
+        return;
+    }
+    if (c->phase == PH_FAILED)
+        return;
+    if (c->phase == PH_OPEN && c->io_wants_rw && c->ssl != NULL &&
+        evbuffer_get_length(c->out) == 0) {
+        /* a TLS read waited for this write */
+        do_read(c);
+        return;
+    }
+    if (do_write(c) != 0) {
+        fail(c);
+        return;
+    }
+    sync_events(c);
+    if (c->drain_armed && evbuffer_get_length(c->out) <= c->drain_mark) {
+        c->drain_armed = false;
+        call_drained(c);
+    }
+}
+
+static void
+on_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    struct conn *c = arg;
+    set_error(c, "timed out");
+    c->phase = PH_FAILED;
+    sync_events(c);
+    call_event(c, CONN_TIMEOUT);
+}
+
+/* ---- construction -------------------------------------------------------------------- */
+
+static struct conn *
+conn_alloc(struct event_base *base, int fd, struct ssl_st *ssl, const struct conn_cbs *cbs,
+           void *arg)
+{
+    struct conn *c = calloc(1, sizeof(*c));
+    if (c == NULL)
+        return NULL;
+    c->fd = fd;
+    c->ssl = ssl;
+    c->cbs = cbs;
+    c->arg = arg;
+    c->read_cap = DEFAULT_READ_CAP;
+    c->in = evbuffer_new();
+    c->out = evbuffer_new();
+    c->rev = event_new(base, fd, EV_READ | EV_PERSIST, on_readable, c);
+    c->wev = event_new(base, fd, EV_WRITE | EV_PERSIST, on_writable, c);
+    if (c->in == NULL || c->out == NULL || c->rev == NULL || c->wev == NULL) {
+        if (c->rev != NULL)
+            event_free(c->rev);
+        if (c->wev != NULL)
+            event_free(c->wev);
+        if (c->in != NULL)
+            evbuffer_free(c->in);
+        if (c->out != NULL)
+            evbuffer_free(c->out);
+        free(c);
+        return NULL;
+    }
+    return c;
+}
+
+struct conn *
+conn_accept(struct event_base *base, int fd, struct ssl_st *ssl, const struct conn_cbs *cbs,
+            void *arg)
+{
+    struct conn *c = conn_alloc(base, fd, ssl, cbs, arg);
+    if (c == NULL) {
+        tlsio_close(ssl);
+        close(fd);
+        return NULL;
+    }
+    c->server = true;
+    if (ssl != NULL) {
+        tlsio_attach(ssl, fd, true);
+        c->phase = PH_HANDSHAKE;
+    } else {
+        c->phase = PH_OPEN;
+        c->established = true;
+    }
+    sync_events(c);
+    return c;
+}
+
+struct conn *
+conn_connect(struct event_base *base, const struct sockaddr *sa, socklen_t salen,
+             struct ssl_st *ssl, unsigned timeout_ms, const struct conn_cbs *cbs, void *arg)
+{
+    int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        tlsio_close(ssl);
+        return NULL;
+    }
+    if (connect(fd, sa, salen) != 0 && errno != EINPROGRESS) {
+        int e = errno;
+        close(fd);
+        tlsio_close(ssl);
+        errno = e;
+        return NULL;
+    }
+    struct conn *c = conn_alloc(base, fd, ssl, cbs, arg);
+    if (c == NULL) {
+        close(fd);
+        tlsio_close(ssl);
+        errno = ENOMEM;
+        return NULL;
+    }
+    c->phase = PH_CONNECTING;
+    c->timer = evtimer_new(base, on_timeout, c);
+    if (c->timer != NULL) {
+        struct timeval tv = {.tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000};
+        evtimer_add(c->timer, &tv);
+    }
+    sync_events(c);
+    return c;
+}
+
+/* ---- the owner's calls --------------------------------------------------------------- */
+
+struct evbuffer *
+conn_input(struct conn *c)
+{
+    return c->in;
+}
+
+struct evbuffer *
+conn_output(struct conn *c)
+{
+    return c->out;
+}
+
+void
+conn_read(struct conn *c, bool on)
+{
+    c->want_read = on;
+    sync_events(c);
+}
+
+void
+conn_set_read_cap(struct conn *c, size_t cap)
+{
+    c->read_cap = cap > 0 ? cap : DEFAULT_READ_CAP;
+}
+
+void
+conn_notify_drained(struct conn *c, size_t mark)
+{
+    c->drain_mark = mark;
+    c->drain_armed = true;
+}
+
+void
+conn_sync(struct conn *c)
+{
+    if (c->dead)
+        return;
+    if ((c->phase == PH_OPEN || c->phase == PH_EOF) && evbuffer_get_length(c->out) > 0 &&
+        !c->io_wants_rw && !c->write_failed) {
+        if (do_write(c) != 0) {
+            /* Reported from the write event: conn_sync never calls back. */
+            c->write_failed = true;
+            evbuffer_drain(c->out, evbuffer_get_length(c->out));
+        }
+    }
+    sync_events(c);
+    /* Everything went out at once: the drain notice is due without a write event. */
+    if (c->drain_armed && evbuffer_get_length(c->out) <= c->drain_mark)
+        event_active(c->wev, EV_WRITE, 0);
+    else if (c->write_failed)
+        event_active(c->wev, EV_WRITE, 0);
+}
+
+const char *
+conn_error(const struct conn *c)
+{
+    return c->err[0] != '\0' ? c->err : "connection closed";
+}
+
+bool
+conn_is_tls(const struct conn *c)
+{
+    return c->ssl != NULL;
+}
+
+bool
+conn_connected(const struct conn *c)
+{
+    return c->established;
+}
+
+int
+conn_fd(const struct conn *c)
+{
+    return c->fd;
+}
+
+int
+conn_peer_cert_hash(const struct conn *c, unsigned char out[32])
+{
+    return c->ssl != NULL ? tlsctx_peer_hash(c->ssl, out) : -1;
+}
+
+void
+conn_free(struct conn *c)
+{
+    if (c == NULL || c->dead)
+        return;
+    c->dead = true;
+    event_free(c->rev);
+    event_free(c->wev);
+    if (c->timer != NULL)
+        event_free(c->timer);
+    tlsio_close(c->ssl);
+    c->ssl = NULL;
+    close(c->fd);
+    if (c->busy == 0)
+        really_free(c);
+}
