@@ -29,7 +29,7 @@ struct listen_arg {
 static void
 set_accepting(struct worker *w)
 {
-    bool full = w->nsessions >= w->conf->max_connections;
+    bool full = w->reg.n >= w->conf->max_connections;
     if (full == w->accept_full || w->draining || w->listeners == NULL)
         return;
     w->accept_full = full;
@@ -56,7 +56,7 @@ accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int
         close(fd);
         return;
     }
-    session_accept(la->w, la->index, fd, sa, salen);
+    session_accept(&la->w->env, la->index, fd, sa, salen);
     set_accepting(la->w);
 }
 
@@ -80,7 +80,7 @@ accept_error_cb(struct evconnlistener *l, void *arg)
     int err = EVUTIL_SOCKET_ERROR();
     if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
         log_warnx("accept: %s; pausing accepts for 100 ms (%zu sessions open)", strerror(err),
-                  w->nsessions);
+                  w->reg.n);
         for (size_t i = 0; i < w->conf->nlisteners; i++)
             if (w->listeners[i] != NULL)
                 evconnlistener_disable(w->listeners[i]);
@@ -106,7 +106,7 @@ static void
 grace_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct worker *w = arg;
-    log_info("grace period over with %zu sessions still open; closing them", w->nsessions);
+    log_info("grace period over with %zu sessions still open; closing them", w->reg.n);
     event_base_loopexit(w->base, NULL);
 }
 
@@ -117,11 +117,11 @@ term_cb(evutil_socket_t sig, short what, void *arg)
     if (w->draining)
         return;
     w->draining = true;
-    log_info("signal %d: draining %zu sessions (grace %u ms)", (int)sig, w->nsessions,
+    log_info("signal %d: draining %zu sessions (grace %u ms)", (int)sig, w->reg.n,
              w->conf->grace_ms);
     stop_listening(w);
-    session_drain_all(w);
-    if (w->nsessions == 0) {
+    session_drain_all(&w->reg);
+    if (w->reg.n == 0) {
         event_base_loopexit(w->base, NULL);
         return;
     }
@@ -132,11 +132,12 @@ term_cb(evutil_socket_t sig, short what, void *arg)
         evtimer_add(w->grace_timer, &tv);
 }
 
-void
-worker_session_gone(struct worker *w)
+/* A session ended: a draining worker may be done, a full one may accept again. */
+static void
+session_gone(void *arg)
 {
-    w->nsessions--;
-    if (w->draining && w->nsessions == 0)
+    struct worker *w = arg;
+    if (w->draining && w->reg.n == 0)
         event_base_loopexit(w->base, NULL);
     if (w->accept_full)
         set_accepting(w);
@@ -164,6 +165,18 @@ worker_run(struct worker *w, int ready_fd)
         if (w->climit == NULL)
             fatalx("worker %d: out of memory", w->index);
     }
+    w->env = (struct session_env){
+        .conf = c,
+        .base = w->base,
+        .listener_tls = w->listener_tls,
+        .backends = w->backends,
+        .climit = w->climit,
+        .draining = &w->draining,
+        .reg = &w->reg,
+        .gone = session_gone,
+        .gone_arg = w,
+        .worker_index = w->index,
+    };
 
     signal(SIGPIPE, SIG_IGN);
     w->sig_term = evsignal_new(w->base, SIGTERM, term_cb, w);
@@ -188,7 +201,7 @@ worker_run(struct worker *w, int ready_fd)
     close(ready_fd);
 
     event_base_dispatch(w->base);
-    log_info("worker exiting with %zu sessions open", w->nsessions);
+    log_info("worker exiting with %zu sessions open", w->reg.n);
     /* Process exit closes the remaining connections; nothing else needs tearing down. */
     return 0;
 }

@@ -12,6 +12,8 @@
 #include <sys/socket.h>
 
 #include "conf/conf.h"
+#include "proxy/session.h"
+#include "proxy/upstream.h"
 
 struct event_base;
 struct evconnlistener;
@@ -19,13 +21,6 @@ struct event;
 struct ssl_ctx_st;
 struct session;
 struct climit;
-
-/* Per-backend runtime data prepared before the workers fork. */
-struct backend_rt {
-    struct ssl_ctx_st *tls;        /* client context, NULL for plain HTTP backends */
-    struct sockaddr_storage *addr; /* per server, resolved at start-up */
-    socklen_t *addrlen;
-};
 
 struct worker {
     int index;
@@ -36,19 +31,14 @@ struct worker {
     struct evconnlistener **listeners;
     int *listen_fds; /* per listener, bound and listening */
     struct event *sig_term, *sig_int, *grace_timer, *accept_retry;
-    size_t nsessions;
-    struct session *sessions;
-    uint64_t next_session_id;
     bool draining;
-    bool accept_full;       /* accepting paused at max_connections */
-    struct climit *climit;  /* per-address counts; NULL without max_connections_per_client */
-    uint64_t refused_limit; /* connections refused by max_connections_per_client */
+    bool accept_full;            /* accepting paused at max_connections */
+    struct climit *climit;       /* per-address counts; NULL without max_connections_per_client */
+    struct session_registry reg; /* this worker's sessions */
+    struct session_env env;      /* what its sessions see of it */
 };
 
 /* Runs a worker until drained; returns the process exit status. Takes nothing; borrows all. */
 int worker_run(struct worker *w, int ready_fd);
-
-/* Called by session.c when a session ends, so a draining worker can exit. */
-void worker_session_gone(struct worker *w);
 
 #endif

@@ -1,0 +1,36 @@
+/* The access log: one line per exchange. Never credentials, tokens or cookies. */
+#ifndef PROXY_ACCESSLOG_H
+#define PROXY_ACCESSLOG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/time.h>
+
+#include "conf/conf.h"
+#include "proxy/http1.h"
+
+/* The record of the exchange in progress. */
+struct xlog {
+    bool open; /* an exchange is recorded and its line not written yet */
+    char method[32];
+    char path[192];     /* normalised path and raw query */
+    const char *scheme; /* static: the client's auth scheme, or NULL */
+    int status;
+    uint64_t bytes_in, bytes_out;
+    struct timeval start;
+};
+
+/* Starts the record of an exchange whose head is head_len bytes, at now. */
+void xlog_begin(struct xlog *x, const struct timeval *now, size_t head_len);
+
+/* Copies method and path (path + '?' + query when query is not NULL). Borrows the slices. */
+void xlog_target(struct xlog *x, struct h1_slice method, struct h1_slice path,
+                 struct h1_slice query);
+
+/* Writes the line (when open and enabled) and closes the record. server may be NULL. */
+void xlog_write(struct xlog *x, bool enabled, uint64_t sid, const char *peer,
+                const struct conf_backend *be, const struct conf_server *server,
+                const struct timeval *now);
+
+#endif

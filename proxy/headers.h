@@ -1,0 +1,53 @@
+/*
+ * Head rewriting between client and backend, as pure functions over parsed heads: what is
+ * forwarded, in which order, and what exshim adds. No I/O, no auth calls: the caller hands in
+ * the Authorization or WWW-Authenticate lines it wants in place of the received ones.
+ */
+#ifndef PROXY_HEADERS_H
+#define PROXY_HEADERS_H
+
+#include <stdbool.h>
+
+#include "proxy/http1.h"
+#include "proxy/target.h"
+
+struct evbuffer;
+
+/* Is name hop-by-hop in head h: Connection, Keep-Alive, Proxy-Connection, TE, Upgrade, or any
+ * header named in a Connection header (all of its tokens; framing headers and Host never)? */
+bool headers_hop_by_hop(const struct h1_head *h, struct h1_slice name);
+
+/* The Authorization header of h in *authz_out (NULL when absent). Returns -1 when h has more
+ * than one: which one counts would be ambiguous. Returns a view into h. */
+int headers_find_authz(const struct h1_head *h, const struct h1_header **authz_out);
+
+/* What exshim says about the client in X-Forwarded-*. */
+struct headers_client {
+    const char *ip; /* the client's address as text */
+    bool tls;       /* the client connection is TLS */
+};
+
+/*
+ * Writes the head sent to the backend into out: the request line (origin-form; the normalised
+ * target when it differs from the raw one, byte for byte otherwise), the client's header lines
+ * byte for byte and in order without hop-by-hop and X-Forwarded-* ones, authline (the whole
+ * Authorization line with CRLF, or empty to drop it) in the place of authz, then X-Forwarded-For,
+ * -Proto and -Host and, for HTTP/1.0 clients, Connection: keep-alive (the pinned backend
+ * connection stays open). Borrows everything; drains authline.
+ */
+void headers_request(const struct h1_head *h, const struct target *t, const struct h1_header *authz,
+                     struct evbuffer *authline, const struct headers_client *client,
+                     struct evbuffer *out);
+
+/*
+ * Writes the response head for the client into out: status line (HTTP/1.1, the backend's code
+ * and reason), the backend's header lines byte for byte and in order without hop-by-hop ones.
+ * www NULL keeps the backend's WWW-Authenticate lines; otherwise they are dropped and www (whole
+ * lines) goes where the first one was, or at the end when there was none. For a final status,
+ * close adds Connection: close, and an HTTP/1.0 client (client_minor 0) gets
+ * Connection: keep-alive otherwise. Borrows everything; drains www.
+ */
+void headers_response(const struct h1_head *h, struct evbuffer *www, bool close, int client_minor,
+                      struct evbuffer *out);
+
+#endif
