@@ -83,7 +83,13 @@ FUZZ_DEPS := $(AUTH_SRC) $(PURE_SRC)
 $(BUILD)/fuzz/%: tests/fuzz/%.c $(FUZZ_DEPS)
 	@mkdir -p $(dir $@)
 	$(CLANG) $(FUZZ_CFLAGS) -o $@ $^ $(LIBS)
-fuzzers: $(FUZZERS)
+# Session-level target: the real session code (all of proxy/ but main.c, auth/, conf/) over
+# socketpairs and a loopback backend; this rule wins over the pattern rule above.
+FUZZ_SESSION := $(BUILD)/fuzz/fuzz_session
+$(FUZZ_SESSION): tests/fuzz/fuzz_session.c $(PROXY_SRC) $(AUTH_SRC) $(CONF_SRC)
+	@mkdir -p $(dir $@)
+	$(CLANG) $(FUZZ_CFLAGS) -o $@ $^ $(LIBS)
+fuzzers: $(FUZZERS) $(FUZZ_SESSION)
 
 deps:
 	@bash tests/install-deps.sh
