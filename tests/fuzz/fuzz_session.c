@@ -4,7 +4,7 @@
  *
  * Set-up, once: a config with one plain listener, one plain backend on a loopback port this
  * harness listens on, and a few routes (pass-through, both bridges, an offer rewrite); an
- * event base; a struct worker filled as main.c fills it (conf, base, listener_tls,
+ * event base; a struct worker filled as main.c and worker_run fill it (conf, base, listener_tls,
  * backends with resolved addresses).
  *
  * Input: a script of segments. Each segment starts with one header byte:
@@ -241,6 +241,13 @@ setup_conf(int port)
     g_w.conf = c;
 }
 
+/* A session ended (the registry counts it already): nothing else to do here. */
+static void
+session_gone(void *arg)
+{
+    (void)arg;
+}
+
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 
 int
@@ -276,6 +283,16 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
             rt->addrlen[k] = sizeof(be);
         }
     }
+    g_w.env = (struct session_env){
+        .conf = c,
+        .base = g_w.base,
+        .listener_tls = g_w.listener_tls,
+        .backends = g_w.backends,
+        .draining = &g_w.draining,
+        .reg = &g_w.reg,
+        .gone = session_gone,
+        .gone_arg = &g_w,
+    };
     g_baseline_sockets = count_sockets(false);
     return 0;
 }
@@ -338,14 +355,14 @@ teardown(struct peers *p)
     close(p->cfd);
     p->cfd = -1;
     turns(p, TURNS_PER_STEP);
-    for (int i = 0; i < TURNS_CLOSE_MAX && g_w.nsessions > 0; i++) {
+    for (int i = 0; i < TURNS_CLOSE_MAX && g_w.reg.n > 0; i++) {
         close_backend_side(p);
         turn(p);
     }
     close_backend_side(p);
-    if (g_w.nsessions != 0)
+    if (g_w.reg.n != 0)
         die("session still open after both peers closed");
-    if (g_w.sessions != NULL)
+    if (g_w.reg.head != NULL)
         die("worker still lists a session");
     /* the session struct and bufferevents are freed (and their fds closed) from the loop */
     turns(p, TURNS_SETTLE);
@@ -375,7 +392,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     p.cfd = sv[0];
     struct sockaddr_in peer = {.sin_family = AF_INET, .sin_port = htons(50000)};
     peer.sin_addr.s_addr = htonl(0x7f000001);
-    session_accept(&g_w, 0, sv[1], (const struct sockaddr *)&peer, sizeof(peer));
+    session_accept(&g_w.env, 0, sv[1], (const struct sockaddr *)&peer, sizeof(peer));
     turns(&p, 1);
 
     size_t off = 0;
