@@ -51,6 +51,9 @@
 #define MAX_HIGH_WATER 16777216
 #define MAX_WORKERS 256
 #define DEF_GRACE_MS 30000u
+#define DEF_DRAIN_TIMEOUT_MS 3600000u
+#define DEF_MAX_GENERATIONS 4
+#define MAX_MAX_GENERATIONS 64
 #define DEF_CONNECT_TIMEOUT_MS 5000u
 #define DEF_HEADER_TIMEOUT_MS 30000u
 #define DEF_IDLE_TIMEOUT_MS 120000u
@@ -998,8 +1001,9 @@ load_route(struct loader *ld, const config_setting_t *g, struct conf_route *r)
 /* ---- top level ---------------------------------------------------------------------- */
 
 static const char *const top_keys[] = {
-    "workers",    "log_file", "log_level", "access_log", "max_header_bytes", "max_headers",
-    "high_water", "grace",    "listeners", "backends",   "routes",           NULL};
+    "workers",    "log_file", "log_level",     "access_log",      "max_header_bytes", "max_headers",
+    "high_water", "grace",    "drain_timeout", "max_generations", "listeners",        "backends",
+    "routes",     NULL};
 /* Keys that only make sense inside a listener, backend or route. */
 static const char *const nested_keys[] = {
     "name",    "address", "tls",    "servers",        "connect_timeout", "tcp_keepalive", "path",
@@ -1020,6 +1024,8 @@ load_globals(struct loader *ld, const config_setting_t *root, struct conf *c)
     c->max_headers = DEF_MAX_HEADERS;
     c->high_water = DEF_HIGH_WATER;
     c->grace_ms = DEF_GRACE_MS;
+    c->drain_timeout_ms = DEF_DRAIN_TIMEOUT_MS;
+    c->max_generations = DEF_MAX_GENERATIONS;
 
     if ((s = config_setting_get_member(root, "workers")) != NULL) {
         if (config_setting_type(s) == CONFIG_TYPE_STRING) {
@@ -1057,7 +1063,9 @@ load_globals(struct loader *ld, const config_setting_t *root, struct conf *c)
                  &c->max_header_bytes) < 0 ||
         opt_size(ld, root, "max_headers", MIN_MAX_HEADERS, MAX_MAX_HEADERS, &c->max_headers) < 0 ||
         opt_size(ld, root, "high_water", MIN_HIGH_WATER, MAX_HIGH_WATER, &c->high_water) < 0 ||
-        opt_duration(ld, root, "grace", true, &c->grace_ms) < 0)
+        opt_duration(ld, root, "grace", true, &c->grace_ms) < 0 ||
+        opt_duration(ld, root, "drain_timeout", true, &c->drain_timeout_ms) < 0 ||
+        opt_size(ld, root, "max_generations", 1, MAX_MAX_GENERATIONS, &c->max_generations) < 0)
         return -1;
     return 0;
 }

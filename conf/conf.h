@@ -109,6 +109,11 @@ struct conf {
     size_t max_headers;            /* header line count, default 200 */
     size_t high_water;             /* relay output high-water mark, default 65536 */
     unsigned grace_ms;             /* drain period on SIGTERM, default 30000 */
+    /* Reload: how long a superseded generation of workers may keep serving the exchanges and
+     * channels it holds (default 3600000, 0 = close them at once), and how many superseded
+     * generations may be alive at once (1..64, default 4; a reload past it stops the oldest). */
+    unsigned drain_timeout_ms;
+    size_t max_generations;
     struct conf_listener *listeners;
     size_t nlisteners;
     struct conf_backend *backends;
