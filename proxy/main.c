@@ -684,6 +684,11 @@ status_line(const struct master *m, char *buf, size_t len)
 static void
 announce(const struct master *m, const struct generation *g)
 {
+    char pids[MAX_WORKERS * 12] = "";
+    size_t n = 0;
+    for (int i = 0; i < g->nworkers && n < sizeof(pids); i++)
+        n += (size_t)snprintf(pids + n, sizeof(pids) - n, " %d", (int)g->pids[i]);
+    log_info("generation %u: %d workers, pids%s", g->id, g->nworkers, pids);
     for (size_t i = 0; i < g->conf->nlisteners; i++) {
         const struct conf_listener *l = &g->conf->listeners[i];
         log_info("listener %s on %s:%d (%s), %d workers", l->name, l->host,
