@@ -1022,6 +1022,9 @@ main(int argc, char **argv)
         case SIGUSR1:
             if (log_reopen() != 0)
                 log_warn("SIGUSR1: cannot reopen the log file");
+            else
+                log_info("SIGUSR1: log file reopened; passing it on to %zu workers",
+                         workers_alive(&m));
             for (size_t i = 0; i < m.ngens; i++)
                 signal_gen(m.gens[i], SIGUSR1);
             break;
