@@ -69,7 +69,8 @@ is_exshim(long pid)
     if (fgets(comm, sizeof(comm), f) == NULL)
         comm[0] = '\0';
     fclose(f);
-    return strncmp(comm, "exshim", 6) == 0;
+    comm[strcspn(comm, "\n")] = '\0';
+    return strcmp(comm, "exshim") == 0; /* exactly: exshim-lab is not exshim */
 }
 
 int
