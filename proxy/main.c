@@ -49,7 +49,7 @@ static void
 usage(FILE *f)
 {
     fprintf(f, "usage: exshim -c FILE [-t] [-r READY_FILE] [-p PIDFILE] [-w WORKERS] [-d]\n"
-               "       exshim -s reload|stop|drain -p PIDFILE\n"
+               "       exshim -s reload|stop|drain|reopen -p PIDFILE\n"
                "       exshim -h | -V\n"
                "\n"
                "  -c FILE        configuration file (libconfig syntax; see conf/exshim.conf)\n"
@@ -61,8 +61,8 @@ usage(FILE *f)
                "                 written again after each reload\n"
                "  -p PIDFILE     write the master's pid there once the workers listen; removed\n"
                "                 at exit\n"
-               "  -s SIGNAL      send reload (SIGHUP), stop (SIGTERM) or drain (SIGTERM, for\n"
-               "                 now) to the exshim whose pid is in -p PIDFILE, and exit\n"
+               "  -s SIGNAL      send reload (SIGHUP), stop (SIGTERM), drain (SIGTERM, for now)\n"
+               "                 or reopen (SIGUSR1) to the exshim whose pid is in -p PIDFILE\n"
                "  -w WORKERS     number of worker processes, overrides `workers` in the file\n"
                "  -d             detach and run in the background (logs: log_file, if set)\n"
                "  -h             this help\n"
@@ -854,7 +854,7 @@ workers_alive(const struct master *m)
     return n;
 }
 
-/* exshim -s reload|stop|drain -p PIDFILE */
+/* exshim -s reload|stop|drain|reopen -p PIDFILE */
 static int
 send_control(const char *what, const char *pid_path)
 {
@@ -866,8 +866,10 @@ send_control(const char *what, const char *pid_path)
         sig = SIGHUP;
     else if (strcmp(what, "stop") == 0 || strcmp(what, "drain") == 0)
         sig = SIGTERM; /* drain: the same as stop for now (see README, Operations) */
+    else if (strcmp(what, "reopen") == 0)
+        sig = SIGUSR1;
     else {
-        fprintf(stderr, "exshim: -s: expected reload, stop or drain, not '%s'\n", what);
+        fprintf(stderr, "exshim: -s: expected reload, stop, drain or reopen, not '%s'\n", what);
         return 1;
     }
     if (pid_path == NULL) {

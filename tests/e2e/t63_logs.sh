@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Logs. (1) logrotate: log_file renamed away, SIGUSR1 to the master; the master and the
 # workers of every generation (a superseded one still holding a channel included) write to
-# a new file under the old name, nothing more goes to the renamed one. (2) stderr is a pipe
+# a new file under the old name, nothing more goes to the renamed one; again with
+# `exshim -s reopen -p PIDFILE`. (2) stderr is a pipe
 # nobody reads: 2000 requests still get answered quickly; the lines that did not fit are
 # dropped and counted, and once the pipe is read again a "N log lines dropped" line says so.
 . "$(dirname "$0")/lib.sh"
@@ -37,8 +38,14 @@ n=$(grep -c 'path=/owa/?after-rotation' "$T/rot.log")
 [ "$n" -eq 6 ] || fail "$n of 6 access lines in the new file"
 ! grep -q 'after-rotation' "$T/rot.log.1" || fail "lines after the rotation went to the renamed file"
 grep -q 'gen 2\[[0-9]*\] info: access' "$T/rot.log" || fail "no access line of generation 2 in the new file"
+# a second rotation through exshim -s reopen (what a logrotate postrotate script runs)
+mv "$T/rot.log" "$T/rot.log.2"
+"$EXSHIM" -s reopen -p "$T/exshim.pid" >"$T/s.out" 2>&1 || fail "-s reopen: $(cat "$T/s.out")"
+wait_log "$T/rot.log" 'info: SIGUSR1: log file reopened' 5 || fail "-s reopen did not reopen the log"
+curl -s -o /dev/null --max-time 5 "http://127.0.0.1:$PLAIN_PORT/owa/?after-reopen" || fail "request failed"
+wait_log "$T/rot.log" 'gen 2\[[0-9]+\] info: access .*path=/owa/\?after-reopen' 5 || fail "workers did not reopen on -s reopen"
 ops_stop
-log "SIGUSR1: master, current and superseded workers reopened log_file"
+log "SIGUSR1 and -s reopen: master, current and superseded workers reopened log_file"
 
 # -- (2) stderr is a pipe that nobody reads
 ops_conf "$T/quiet.conf" '"NTLM"'

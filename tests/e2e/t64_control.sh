@@ -30,7 +30,7 @@ expect_err "pid file $T/other.pid: process $LAB_PID is not exshim" -s reload -p 
 kill -0 "$LAB_PID" || fail "the lab got a signal meant for exshim"
 echo "garbage" >"$T/garbage.pid"
 expect_err "pid file $T/garbage.pid: no process id in it" -s reload -p "$T/garbage.pid"
-expect_err "-s: expected reload, stop or drain, not 'restart'" -s restart -p "$T/none.pid"
+expect_err "-s: expected reload, stop, drain or reopen, not 'restart'" -s restart -p "$T/none.pid"
 log "error messages ok"
 
 ops_start "$T/exshim.conf" -w 2
