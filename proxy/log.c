@@ -183,6 +183,12 @@ open_log_file(const char *path)
 int
 log_init(enum conf_log_level level, const char *file)
 {
+    /* stderr may have changed since the last call (daemon() points it at /dev/null) */
+    sink_drain(&err_sink);
+    sink_close(&err_sink);
+    err_sink.fd = STDERR_FILENO;
+    err_sink.sock = false;
+    err_sink_ready = false;
     err_sink_setup();
     cur_level = level;
     if (file == NULL) {

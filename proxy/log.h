@@ -13,8 +13,9 @@
 #include "conf/conf.h"
 
 /* Sets the level and opens the optional log file (NULL: stderr only), replacing the file
- * opened before, if any. Borrows file (copied, for log_reopen). Returns 0 or -1 with errno;
- * on failure the previous file stays in use. */
+ * opened before, if any, and takes stderr as it is now (call it again after daemon()).
+ * Borrows file (copied, for log_reopen). Returns 0 or -1 with errno; on failure the previous
+ * file stays in use. */
 int log_init(enum conf_log_level level, const char *file);
 /* Opens the log file again under the same name (logrotate moved the old one away; SIGUSR1).
  * Returns 0 (also when no file is configured) or -1 with errno, the old file still in use. */

@@ -974,6 +974,8 @@ main(int argc, char **argv)
     if (detach) {
         if (daemon(1, g->conf->log_file == NULL) != 0)
             fatal("daemon");
+        if (log_init(g->conf->log_level, g->conf->log_file) != 0)
+            fatal("log_file %s", g->conf->log_file);
     }
 
     sigset_t set;
