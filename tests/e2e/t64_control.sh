@@ -2,8 +2,9 @@
 # -p PIDFILE and -s reload|stop|drain: the pid file appears once the workers listen and goes
 # at exit; -s reload makes the running exshim load its file again (here: a listener added,
 # then removed, and one moved to another port, each effective at once); -s stop and -s drain
-# stop it. Clear errors for a missing -p, a missing pid file, a stale pid, a pid that is not
-# exshim, an unknown action.
+# stop it. A worker killed after the reloads is replaced and serves its slots. Clear errors
+# for a missing -p, a missing pid file, a stale pid, a pid that is not exshim, an unknown
+# action.
 . "$(dirname "$0")/lib.sh"
 . "$E2E_DIR/ops.sh"
 need openssl curl
@@ -67,6 +68,18 @@ reload_to "$T/moved.conf" 4
 [ "$(code "$NEWPORT")" = 200 ] || fail "the moved listener does not serve on $NEWPORT"
 [ "$(code "$PLAIN_PORT")" = 000 ] || fail "the old address of the moved listener still answers"
 log "-s reload: listener added, removed, moved; each effective at once"
+
+# a worker of the current generation that dies is replaced, on its own slots of the sockets
+victim=$(sed -n 's/.* info: generation 4: 2 workers, pids \([0-9]*\) .*/\1/p' "$T/exshim.log")
+[ -n "$victim" ] || fail "no pids logged for generation 4"
+kill -9 "$victim"
+wait_log "$T/exshim.log" "warn: worker 0 \(pid $victim\) ended unexpectedly \(signal 9\); starting a new one" 5 ||
+    fail "the killed worker was not replaced"
+sleep 0.5
+ok=0
+for _ in $(seq 30); do [ "$(code "$NEWPORT")" = 200 ] && ok=$((ok + 1)); done
+[ "$ok" -eq 30 ] || fail "after the replacement only $ok of 30 new connections were served"
+log "a killed worker of the current generation was replaced; 30 of 30 new connections served"
 
 "$EXSHIM" -s stop -p "$T/exshim.pid" >"$T/s.out" 2>&1 || fail "-s stop: $(cat "$T/s.out")"
 timeout 15 tail --pid="$EXSHIM_PID" -f /dev/null || fail "-s stop did not stop exshim"
