@@ -201,6 +201,11 @@ worker_run(struct worker *w, int ready_fd)
     if (args == NULL || w->listeners == NULL || w->base == NULL)
         fatalx("worker %d: out of memory", w->index);
 
+    /* Two priorities: the stop and hand-over signals (0) run before anything else that is
+     * ready in the same loop turn, so a worker told to stop accepting does not first accept
+     * connections queued for the new generation. Every other event has the default, 1. */
+    if (event_base_priority_init(w->base, 2) != 0)
+        fatalx("worker %d: event priorities", w->index);
     signal(SIGPIPE, SIG_IGN);
     w->sig_term = evsignal_new(w->base, SIGTERM, term_cb, w);
     w->sig_int = evsignal_new(w->base, SIGINT, term_cb, w);
@@ -209,6 +214,9 @@ worker_run(struct worker *w, int ready_fd)
     w->sig_reopen = evsignal_new(w->base, SIGUSR1, reopen_cb, w);
     w->close_timer = evtimer_new(w->base, close_listeners_cb, w);
     w->log_timer = event_new(w->base, -1, EV_PERSIST, log_timer_cb, w);
+    event_priority_set(w->sig_term, 0);
+    event_priority_set(w->sig_int, 0);
+    event_priority_set(w->sig_reload, 0);
     evsignal_add(w->sig_term, NULL);
     evsignal_add(w->sig_int, NULL);
     evsignal_add(w->sig_reload, NULL);
