@@ -442,18 +442,24 @@ attach_sockets(struct master *m, struct generation *g, bool *fresh, char *err, s
         const struct conf_listener *l = &c->listeners[i];
         ssize_t k = lsock_find(m, l);
         if (k < 0) {
+            /* a hole left by a removed listener, else one more entry */
+            for (k = 0; (size_t)k < m->nsocks && m->socks[k] != NULL; k++)
+                ;
             struct lsock *s = calloc(1, sizeof(*s));
-            struct lsock **grown = realloc(m->socks, (m->nsocks + 1) * sizeof(*m->socks));
-            if (grown != NULL)
-                m->socks = grown;
-            if (s == NULL || grown == NULL || (s->name = strdup(l->name)) == NULL ||
+            if ((size_t)k == m->nsocks) {
+                struct lsock **grown = realloc(m->socks, (m->nsocks + 1) * sizeof(*m->socks));
+                if (grown != NULL) {
+                    m->socks = grown;
+                    m->socks[m->nsocks++] = NULL;
+                }
+            }
+            if (s == NULL || (size_t)k == m->nsocks || (s->name = strdup(l->name)) == NULL ||
                 (s->host = strdup(l->host)) == NULL || (s->port = strdup(l->port)) == NULL) {
                 lsock_free(s);
                 snprintf(err, errlen, "out of memory");
                 return -1;
             }
-            k = (ssize_t)m->nsocks;
-            m->socks[m->nsocks++] = s;
+            m->socks[k] = s;
             fresh[k] = true;
         }
         struct lsock *s = m->socks[k];

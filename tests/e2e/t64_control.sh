@@ -2,7 +2,8 @@
 # -p PIDFILE and -s reload|stop|drain: the pid file appears once the workers listen and goes
 # at exit; -s reload makes the running exshim load its file again (here: a listener added,
 # then removed, and one moved to another port, each effective at once); -s stop and -s drain
-# stop it. A worker killed after the reloads is replaced and serves its slots. Clear errors
+# stop it. A worker killed after the reloads is replaced and serves its slots; the number of
+# workers changes with a reload and every socket slot still has a worker. Clear errors
 # for a missing -p, a missing pid file, a stale pid, a pid that is not exshim, an unknown
 # action.
 . "$(dirname "$0")/lib.sh"
@@ -85,6 +86,25 @@ log "a killed worker of the current generation was replaced; 30 of 30 new connec
 timeout 15 tail --pid="$EXSHIM_PID" -f /dev/null || fail "-s stop did not stop exshim"
 wait "$EXSHIM_PID" || fail "exshim exited non-zero after -s stop"
 [ ! -e "$T/exshim.pid" ] || fail "pid file left behind after exit"
+
+# workers changed by a reload: 2 -> 3 -> 1 -> 2; every slot of the sockets keeps an acceptor
+# (a slot nobody accepts on would leave the connections the kernel puts there hanging)
+sed 's/^log_level = "info";/workers = 2;/' "$T/base.conf" >"$T/w2.conf"
+sed 's/^log_level = "info";/workers = 3;/' "$T/base.conf" >"$T/w3.conf"
+sed 's/^log_level = "info";/workers = 1;/' "$T/base.conf" >"$T/w1.conf"
+cp "$T/w2.conf" "$T/exshim.conf"
+ops_start "$T/exshim.conf"
+gen=1
+for w in 3 1 2; do
+    gen=$((gen + 1))
+    reload_to "$T/w$w.conf" $gen
+    grep -q "info: generation $gen serving with $w workers" "$T/exshim.log" || fail "generation $gen does not have $w workers"
+    ok=0
+    for _ in $(seq 40); do [ "$(code "$PLAIN_PORT")" = 200 ] && ok=$((ok + 1)); done
+    [ "$ok" -eq 40 ] || fail "with $w workers after a reload only $ok of 40 new connections were served"
+done
+log "workers 2 -> 3 -> 1 -> 2 by reload: 40 of 40 new connections served each time"
+ops_stop
 
 cp "$T/base.conf" "$T/exshim.conf"
 ops_start "$T/exshim.conf" -w 1
