@@ -190,8 +190,9 @@ worker_run(struct worker *w, int ready_fd)
     struct listen_arg *args = calloc(w->nlisten, sizeof(*args));
     w->listeners = calloc(w->nlisten, sizeof(*w->listeners));
     /* The epoll changelist folds a read stopped and restarted within one loop turn (relay
-     * backpressure does this constantly) into no epoll_ctl call at all. Our fds are never
-     * dup()ed, which is the changelist's one caveat. */
+     * backpressure does this constantly) into no epoll_ctl call at all. Session fds are never
+     * dup()ed, the changelist's one caveat; the listening sockets are shared with other
+     * processes, which stop_listening() allows for. */
     struct event_config *cfg = event_config_new();
     if (cfg != NULL) {
         event_config_set_flag(cfg, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
