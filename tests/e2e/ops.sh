@@ -95,3 +95,14 @@ gen_workers_alive() {
     done
     echo "$n"
 }
+
+# gen_cpu_ticks GEN: CPU time (utime + stime, clock ticks) used so far by the workers of
+# generation GEN that still run.
+gen_cpu_ticks() {
+    local total=0 p
+    for p in $(sed -n "s/.* info: generation $1: [0-9]* workers, pids //p" "$T/exshim.log" | tail -n 1); do
+        [ -r "/proc/$p/stat" ] || continue
+        total=$((total + $(awk '{ print $14 + $15 }' "/proc/$p/stat")))
+    done
+    echo "$total"
+}

@@ -81,7 +81,13 @@ for r in $(seq 1 10); do
     sleep 1
 done
 
+# generation 1 holds the channels while newer ones accept the load: it must sit idle
+c0=$(gen_cpu_ticks 1)
 sleep 2
+c1=$(gen_cpu_ticks 1)
+idle_ticks=$((c1 - c0))
+[ "$idle_ticks" -lt 60 ] || fail "generation 1 used $idle_ticks CPU ticks in 2 s while draining"
+log "generation 1 (draining, 400 channels): $idle_ticks CPU ticks in 2 s"
 touch "$T/load.stop"
 timeout 90 tail --pid="$LOAD_PID" -f /dev/null 2>/dev/null
 wait "$LOAD_PID"

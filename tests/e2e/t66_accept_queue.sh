@@ -7,6 +7,8 @@
 #     handles its hand-over, closes its copies of the sockets and exits while they wait; then
 #     generation 2 is resumed and must answer every one: closing a superseded worker's copy
 #     drops no queue.
+#  C: a superseded worker holding a channel sits idle while connections wait on the sockets
+#     it shared, and its channel lives on.
 . "$(dirname "$0")/lib.sh"
 . "$E2E_DIR/ops.sh"
 need openssl
@@ -45,5 +47,33 @@ log "B: $(tail -1 "$T/qb.log") (queued while generation 1 closed its copies and 
 ! grep -q 'gen 1\[[0-9]*\] info: access' "$T/exshim.log" || fail "a stopped generation-1 worker served a request"
 n=$(grep -c 'gen 2\[[0-9]*\] info: access .*path=/owa/' "$T/exshim.log")
 [ "$n" -eq 120 ] || fail "generation 2 logged $n of 120 requests"
+
+# C: a superseded worker that still holds a session must not wake for the connections queued
+# on the sockets it shared: generation 2 holds a channel pair and is superseded while
+# generation 3 is stopped with connections waiting; generation 2's CPU must stay near zero.
+bg hold "$PY" -u "$LABPY/reload_load.py" --port "$PLAIN_PORT" --ready "$T/hold.ready" \
+    --stop "$T/hold.stop" --http 0 --mapi 0 --pairs 1 --ping-every 0.5 --seconds 60
+HOLD_PID=$LAST_PID
+wait_file "$T/hold.ready" 10 || fail "channel pair did not open"
+kill -STOP $gen2
+kill -HUP "$EXSHIM_PID"
+wait_log "$T/exshim.log" 'info: generation 3: 2 workers, pids ' 10 || { kill -CONT $gen2; fail "reload to generation 3 failed"; }
+gen3=$(sed -n 's/.* info: generation 3: 2 workers, pids //p' "$T/exshim.log")
+kill -STOP $gen3
+queue qc
+kill -CONT $gen2
+wait_log "$T/exshim.log" 'gen 2\[[0-9]+\] info: superseded' 5 || { kill -CONT $gen3; fail "generation 2 did not hand over"; }
+c0=$(gen_cpu_ticks 2)
+sleep 1
+c1=$(gen_cpu_ticks 2)
+kill -CONT $gen3
+timeout 30 tail --pid="$QPID" -f /dev/null
+wait "$QPID" || fail "C: queued connections lost: $(tail -5 "$T/qc.log")"
+[ $((c1 - c0)) -lt 20 ] || fail "superseded generation 2 used $((c1 - c0)) CPU ticks in 1 s with connections queued for generation 3"
+touch "$T/hold.stop"
+timeout 20 tail --pid="$HOLD_PID" -f /dev/null
+grep -q 'channel_cut=0 .*pairs_alive=1/1' "$T/hold.log" || fail "generation 2's channel: $(grep result "$T/hold.log")"
+wait_log "$T/exshim.log" 'info: generation 2: all workers ended' 10 || fail "generation 2 did not end after its channel"
+log "C: superseded generation 2 used $((c1 - c0)) CPU ticks in 1 s while 60 connections waited for generation 3; all answered"
 ops_stop
 pass "120 queued connections (80 plain, 40 TLS) across a reload and the old generation's exit: all answered"
