@@ -37,6 +37,11 @@ log "error messages ok"
 
 ops_start "$T/exshim.conf" -w 2
 [ "$(cat "$T/exshim.pid")" = "$EXSHIM_PID" ] || fail "pid file holds $(cat "$T/exshim.pid"), want $EXSHIM_PID"
+# start-up notices name each listener once, not once per worker
+for l in tls plain; do
+    n=$(grep -c "info: listener $l on " "$T/exshim.log")
+    [ "$n" -eq 1 ] || fail "listener $l announced $n times at start-up with 2 workers"
+done
 code() { curl -s -o /dev/null -w '%{http_code}' --max-time 3 "http://127.0.0.1:$1/owa/" 2>/dev/null; }
 reload_to() { # reload_to CONF GEN: -s reload with CONF; waits for generation GEN
     cp "$1" "$T/exshim.conf"
