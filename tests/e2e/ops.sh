@@ -2,6 +2,9 @@
 #   . "$(dirname "$0")/lib.sh"; . "$E2E_DIR/ops.sh"
 
 LABPY=${LABPY:-$E2E_DIR/clients}
+# labclient.py writes an OpenSSL config into $TMPDIR for every process that imports it and
+# never removes it: keep those in the test's own directory, which cleanup removes.
+export TMPDIR=$T
 
 # ops_lab_start: exshim-lab with anonymous /rpc, /mapi/emsmdb and /owa (so that hundreds of
 # channels need no NTLM handshake) and /ews under Windows authentication (a 401 offering
