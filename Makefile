@@ -6,7 +6,7 @@
 BUILD  ?= build
 CC     ?= cc
 CLANG  ?= clang-14
-PKGS   := libevent libevent_openssl openssl krb5-gssapi libconfig
+PKGS   := libevent libevent_openssl openssl krb5-gssapi libconfig libsystemd
 
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)

@@ -56,6 +56,9 @@
  * pairs with room for listeners, logs and backends being connected. */
 #define DEF_MAX_CONNECTIONS 9000
 #define MAX_MAX_CONNECTIONS 1000000
+#define DEF_DRAIN_TIMEOUT_MS 3600000u
+#define DEF_MAX_GENERATIONS 4
+#define MAX_MAX_GENERATIONS 64
 #define DEF_CONNECT_TIMEOUT_MS 5000u
 #define DEF_HEADER_TIMEOUT_MS 30000u
 #define DEF_IDLE_TIMEOUT_MS 120000u
@@ -1010,6 +1013,7 @@ static const char *const top_keys[] = {"workers",          "log_file",
                                        "log_level",        "access_log",
                                        "max_header_bytes", "max_headers",
                                        "high_water",       "grace",
+                                       "drain_timeout",    "max_generations",
                                        "listeners",        "backends",
                                        "routes",           "handshake_timeout",
                                        "max_connections",  "max_connections_per_client",
@@ -1039,6 +1043,8 @@ load_globals(struct loader *ld, const config_setting_t *root, struct conf *c)
     c->max_connections = DEF_MAX_CONNECTIONS;
     c->max_connections_per_client = 0;
     c->target_policy = CONF_TARGET_STRICT;
+    c->drain_timeout_ms = DEF_DRAIN_TIMEOUT_MS;
+    c->max_generations = DEF_MAX_GENERATIONS;
 
     if ((s = config_setting_get_member(root, "workers")) != NULL) {
         if (config_setting_type(s) == CONFIG_TYPE_STRING) {
@@ -1080,7 +1086,9 @@ load_globals(struct loader *ld, const config_setting_t *root, struct conf *c)
         opt_duration(ld, root, "handshake_timeout", false, &c->handshake_timeout_ms) < 0 ||
         opt_size(ld, root, "max_connections", 1, MAX_MAX_CONNECTIONS, &c->max_connections) < 0 ||
         opt_size(ld, root, "max_connections_per_client", 0, MAX_MAX_CONNECTIONS,
-                 &c->max_connections_per_client) < 0)
+                 &c->max_connections_per_client) < 0 ||
+        opt_duration(ld, root, "drain_timeout", true, &c->drain_timeout_ms) < 0 ||
+        opt_size(ld, root, "max_generations", 1, MAX_MAX_GENERATIONS, &c->max_generations) < 0)
         return -1;
     if ((s = config_setting_get_member(root, "target_policy")) != NULL) {
         if (setting_string(ld, s, &v) < 0)

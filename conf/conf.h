@@ -120,6 +120,11 @@ struct conf {
     size_t max_connections;            /* client connections per worker, default 9000 */
     size_t max_connections_per_client; /* per client address and worker; 0 = no limit */
     enum conf_target_policy target_policy;
+    /* Reload: how long a superseded generation of workers may keep serving the exchanges and
+     * channels it holds (default 3600000, 0 = close them at once), and how many superseded
+     * generations may be alive at once (1..64, default 4; a reload past it stops the oldest). */
+    unsigned drain_timeout_ms;
+    size_t max_generations;
     struct conf_listener *listeners;
     size_t nlisteners;
     struct conf_backend *backends;

@@ -2,9 +2,15 @@
  * exshim: command line, configuration, and the master process.
  *
  * The master loads and checks the configuration, prepares TLS contexts, resolves backends,
- * reserves each listener's port, forks the workers (each binds its own SO_REUSEPORT socket to
- * that port), writes the ready file, and then only supervises: SIGTERM/SIGINT are passed to the
- * workers, which drain; a worker that dies unexpectedly is replaced.
+ * opens the listening sockets (it owns them; see struct lsock), forks a generation of workers
+ * that inherit them, writes the ready file and the pid file, tells systemd, and then only
+ * supervises:
+ *   SIGHUP       a new generation with the file as it is now takes over the same sockets;
+ *                the old one stops accepting and drains (drain_timeout, max_generations);
+ *                a file that does not load leaves the old generation running
+ *   SIGTERM/INT  every generation stops within `grace`
+ *   SIGUSR1      the log file is reopened, by the master and every worker
+ *   SIGCHLD      a worker of the current generation that died is replaced
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -29,7 +35,10 @@
 #include <libconfig.h>
 
 #include "conf/conf.h"
+#include "conf/policy.h"
 #include "proxy/log.h"
+#include "proxy/notify.h"
+#include "proxy/pidfile.h"
 #include "proxy/tls.h"
 #include "proxy/worker.h"
 
@@ -39,21 +48,30 @@
 static void
 usage(FILE *f)
 {
-    fprintf(f, "usage: exshim -c FILE [-t] [-r READY_FILE] [-w WORKERS] [-d]\n"
+    fprintf(f, "usage: exshim -c FILE [-t] [-r READY_FILE] [-p PIDFILE] [-w WORKERS] [-d]\n"
+               "       exshim -s reload|stop|drain|reopen -p PIDFILE\n"
                "       exshim -h | -V\n"
                "\n"
                "  -c FILE        configuration file (libconfig syntax; see conf/exshim.conf)\n"
                "  -t             check the configuration (syntax, keys, certificates) and exit:\n"
-               "                 0 when valid, 1 with FILE:LINE: KEY: message otherwise\n"
+               "                 0 and the effective policy of every route when valid,\n"
+               "                 1 with FILE:LINE: KEY: message otherwise\n"
                "  -r READY_FILE  once every worker listens, write one line per listener,\n"
-               "                 \"NAME HOST:PORT\" (port 0 in the file shows the real port)\n"
+               "                 \"NAME HOST:PORT\" (port 0 in the file shows the real port);\n"
+               "                 written again after each reload\n"
+               "  -p PIDFILE     write the master's pid there once the workers listen; removed\n"
+               "                 at exit\n"
+               "  -s SIGNAL      send reload (SIGHUP), stop (SIGTERM), drain (SIGTERM, for now)\n"
+               "                 or reopen (SIGUSR1) to the exshim whose pid is in -p PIDFILE\n"
                "  -w WORKERS     number of worker processes, overrides `workers` in the file\n"
                "  -d             detach and run in the background (logs: log_file, if set)\n"
                "  -h             this help\n"
                "  -V             version of exshim and of the libraries it runs with\n"
                "\n"
                "Signals: TERM/INT stop accepting, let exchanges in flight finish within `grace`,\n"
-               "then exit 0.\n");
+               "then exit 0. HUP reloads the configuration without dropping a connection: a\n"
+               "new generation of workers takes over the listening sockets, the old one\n"
+               "drains within `drain_timeout`. USR1 reopens `log_file` (logrotate).\n");
 }
 
 static void
@@ -69,10 +87,10 @@ version(void)
     printf("  MIT krb5 GSS-API (linked through libgssapi_krb5)\n");
 }
 
-/* Opens a TCP socket bound to host:port with SO_REUSEPORT; listens when asked. Returns the fd
- * and stores the bound port, or -1 with errno. */
+/* Opens a TCP socket listening on host:port with SO_REUSEPORT. Returns the fd and stores the
+ * bound port, or -1 with errno. */
 static int
-open_bound(const char *host, const char *port, bool do_listen, int *port_out)
+open_bound(const char *host, const char *port, int *port_out)
 {
     struct addrinfo hints = {.ai_socktype = SOCK_STREAM,
                              .ai_flags = AI_PASSIVE | AI_NUMERICHOST | AI_NUMERICSERV};
@@ -93,7 +111,7 @@ open_bound(const char *host, const char *port, bool do_listen, int *port_out)
         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
     if (bind(fd, res->ai_addr, res->ai_addrlen) != 0)
         goto fail;
-    if (do_listen && listen(fd, 4096) != 0)
+    if (listen(fd, 4096) != 0)
         goto fail;
     struct sockaddr_storage ss;
     socklen_t sl = sizeof(ss);
@@ -220,93 +238,336 @@ check_extended_protection(const struct conf *c)
     }
 }
 
-struct master {
-    struct conf *conf;
-    struct worker tmpl;
-    int *reserve_fds;
-    int *ports;
-    pid_t pids[MAX_WORKERS];
-    int nworkers;
+/*
+ * Listening sockets belong to the master, not to the workers: a reload must not drop a
+ * connection that waits in an accept queue, and closing a listening socket drops its queue.
+ *
+ * Per listener there are one or more SO_REUSEPORT sockets ("slots") bound to its address, all
+ * opened here. The kernel spreads new connections over the slots, as it did when each worker
+ * bound its own socket. Worker j of a generation of N workers inherits, across fork(), the
+ * slots s with s % N == j and closes every other listening descriptor. When a generation is
+ * superseded, its workers stop accepting and close their copies, but the sockets stay open in
+ * the master and in the new workers: connections already queued, and those that arrive during
+ * the handover, are accepted by the new generation. A slot is never closed while its listener
+ * exists, even when a reload lowers the number of workers (the surplus slots are shared out
+ * among the remaining workers); a listener that a reload removes, or whose address changes,
+ * is closed after the new generation is ready.
+ *
+ * One shared socket per listener would serve too, but every worker would then wake for every
+ * connection and the busiest would not be spared; per-slot sockets keep the kernel's
+ * SO_REUSEPORT balancing that the benchmarks were measured with.
+ */
+struct lsock {
+    char *name, *host, *port; /* port as configured: "0" keeps a kernel-chosen port */
+    int bound_port;
+    int fds[MAX_WORKERS]; /* slots */
+    int nfds;
 };
 
-/* Releases what the master prepared; accepts a partly prepared master. */
-static void
-master_free(struct master *m)
+/* One generation: a configuration, what was prepared from it, and the workers it runs. */
+struct generation {
+    unsigned id;
+    struct conf *conf; /* NULL once superseded (the workers have their copy) */
+    struct ssl_ctx_st **listener_tls;
+    struct backend_rt *backends;
+    size_t *lmap; /* per listener of conf: index into master.socks */
+    int nworkers;
+    pid_t pids[MAX_WORKERS];
+    int alive;
+    unsigned drain_ms; /* from its own configuration */
+    time_t superseded; /* 0 while current */
+    time_t kill_at;    /* SIGKILL what is left at this time (0: not scheduled) */
+};
+
+#define MAX_GENS 65 /* max_generations (at most 64) superseded ones, plus the current */
+/* A generation stopped for exceeding max_generations gets this long after its SIGTERM. */
+#define MAXGEN_KILL_GRACE_S 2
+/* Past drain_timeout, a superseded worker exits on its own; the master waits this much more
+ * before it sends SIGKILL. */
+#define DRAIN_KILL_SLACK_S 5
+
+struct master {
+    const char *conf_path, *ready_path, *pid_path;
+    int workers_override;
+    struct lsock **socks;
+    size_t nsocks;
+    struct generation *gens[MAX_GENS]; /* oldest first; the last one is current */
+    size_t ngens;
+    unsigned next_gen_id;
+    time_t last_respawn;
+    bool stopping;
+};
+
+static struct generation *
+current_gen(struct master *m)
 {
-    const struct conf *c = m->conf;
-    if (c != NULL && m->tmpl.listener_tls != NULL)
+    return m->ngens > 0 ? m->gens[m->ngens - 1] : NULL;
+}
+
+/* What the master prepared for a generation; its workers keep their own copies. */
+static void
+gen_release(struct generation *g)
+{
+    const struct conf *c = g->conf;
+    if (c != NULL && g->listener_tls != NULL)
         for (size_t i = 0; i < c->nlisteners; i++)
-            tlsctx_free(m->tmpl.listener_tls[i]);
-    if (c != NULL && m->tmpl.backends != NULL) {
+            tlsctx_free(g->listener_tls[i]);
+    if (c != NULL && g->backends != NULL) {
         for (size_t i = 0; i < c->nbackends; i++) {
-            tlsctx_free(m->tmpl.backends[i].tls);
-            free(m->tmpl.backends[i].addr);
-            free(m->tmpl.backends[i].addrlen);
+            tlsctx_free(g->backends[i].tls);
+            free(g->backends[i].addr);
+            free(g->backends[i].addrlen);
         }
     }
-    if (c != NULL && m->reserve_fds != NULL)
-        for (size_t i = 0; i < c->nlisteners; i++)
-            if (m->reserve_fds[i] > 0)
-                close(m->reserve_fds[i]);
-    free(m->tmpl.listener_tls);
-    free(m->tmpl.backends);
-    free(m->reserve_fds);
-    free(m->ports);
-    conf_free(m->conf);
-    memset(m, 0, sizeof(*m));
+    free(g->listener_tls);
+    free(g->backends);
+    free(g->lmap);
+    conf_free(g->conf);
+    g->listener_tls = NULL;
+    g->backends = NULL;
+    g->lmap = NULL;
+    g->conf = NULL;
+}
+
+static void
+gen_free(struct generation *g)
+{
+    if (g == NULL)
+        return;
+    gen_release(g);
+    free(g);
+}
+
+/*
+ * Loads and checks path and prepares what the workers need: listener TLS contexts
+ * (certificates and keys read now, so renewed files take effect), backend TLS contexts and
+ * addresses. Returns an owned generation (gen_free), or NULL with "FILE:LINE: KEY: message"
+ * in err.
+ */
+static struct generation *
+gen_prepare(const char *path, char *err, size_t errlen)
+{
+    struct generation *g = calloc(1, sizeof(*g));
+    struct generation *ret = NULL;
+    if (g == NULL) {
+        snprintf(err, errlen, "out of memory");
+        goto cleanup;
+    }
+    if (conf_load(path, &g->conf, err, errlen) != 0)
+        goto cleanup;
+    const struct conf *c = g->conf;
+    g->listener_tls = calloc(c->nlisteners, sizeof(*g->listener_tls));
+    g->backends = calloc(c->nbackends, sizeof(*g->backends));
+    g->lmap = calloc(c->nlisteners, sizeof(*g->lmap));
+    if (g->listener_tls == NULL || g->backends == NULL || g->lmap == NULL) {
+        snprintf(err, errlen, "out of memory");
+        goto cleanup;
+    }
+    for (size_t i = 0; i < c->nlisteners; i++) {
+        if (!c->listeners[i].tls)
+            continue;
+        char why[768];
+        g->listener_tls[i] = tlsctx_server_new(&c->listeners[i], why, sizeof(why));
+        if (g->listener_tls[i] == NULL) {
+            snprintf(err, errlen, "%s:%d: listeners.%s.tls: %s", c->file, c->listeners[i].line,
+                     c->listeners[i].name, why);
+            goto cleanup;
+        }
+    }
+    if (prepare_backends(c, g->backends, err, errlen) != 0)
+        goto cleanup;
+    g->drain_ms = c->drain_timeout_ms;
+    ret = g;
+    g = NULL;
+cleanup:
+    gen_free(g);
+    return ret;
+}
+
+static void
+lsock_free(struct lsock *s)
+{
+    if (s == NULL)
+        return;
+    for (int i = 0; i < s->nfds; i++)
+        close(s->fds[i]);
+    free(s->name);
+    free(s->host);
+    free(s->port);
+    free(s);
+}
+
+/* The socket set of listener l: same address as configured; with port 0, same name too. */
+static ssize_t
+lsock_find(const struct master *m, const struct conf_listener *l)
+{
+    for (size_t i = 0; i < m->nsocks; i++) {
+        const struct lsock *s = m->socks[i];
+        if (s == NULL || strcmp(s->host, l->host) != 0 || strcmp(s->port, l->port) != 0)
+            continue;
+        if (strcmp(l->port, "0") == 0 && strcmp(s->name, l->name) != 0)
+            continue;
+        return (ssize_t)i;
+    }
+    return -1;
+}
+
+/* Grows s to n slots; the first one picks the port when the configured port is 0. */
+static int
+lsock_grow(struct lsock *s, int n)
+{
+    while (s->nfds < n) {
+        char port[16];
+        int got;
+        snprintf(port, sizeof(port), "%d", s->bound_port);
+        int fd = open_bound(s->host, s->nfds == 0 ? s->port : port, &got);
+        if (fd < 0)
+            return -1;
+        s->fds[s->nfds++] = fd;
+        s->bound_port = got;
+    }
+    return 0;
+}
+
+/*
+ * Finds or opens the listening sockets of every listener of g, with at least g->nworkers
+ * slots each, and fills g->lmap. Sets fresh[i] for sets opened here (closed again by the
+ * caller if the generation does not start). Returns 0, or -1 with err.
+ */
+static int
+attach_sockets(struct master *m, struct generation *g, bool *fresh, char *err, size_t errlen)
+{
+    const struct conf *c = g->conf;
+    for (size_t i = 0; i < c->nlisteners; i++) {
+        const struct conf_listener *l = &c->listeners[i];
+        ssize_t k = lsock_find(m, l);
+        if (k < 0) {
+            /* a hole left by a removed listener, else one more entry */
+            for (k = 0; (size_t)k < m->nsocks && m->socks[k] != NULL; k++)
+                ;
+            struct lsock *s = calloc(1, sizeof(*s));
+            if ((size_t)k == m->nsocks) {
+                struct lsock **grown = realloc(m->socks, (m->nsocks + 1) * sizeof(*m->socks));
+                if (grown != NULL) {
+                    m->socks = grown;
+                    m->socks[m->nsocks++] = NULL;
+                }
+            }
+            if (s == NULL || (size_t)k == m->nsocks || (s->name = strdup(l->name)) == NULL ||
+                (s->host = strdup(l->host)) == NULL || (s->port = strdup(l->port)) == NULL) {
+                lsock_free(s);
+                snprintf(err, errlen, "out of memory");
+                return -1;
+            }
+            m->socks[k] = s;
+            fresh[k] = true;
+        }
+        struct lsock *s = m->socks[k];
+        if (lsock_grow(s, g->nworkers) != 0) {
+            snprintf(err, errlen, "%s:%d: listeners.%s: cannot listen on %s:%s: %s", c->file,
+                     l->line, l->name, l->host, l->port, strerror(errno));
+            return -1;
+        }
+        g->lmap[i] = (size_t)k;
+    }
+    return 0;
+}
+
+/* Closes the socket sets no listener of g uses (after a reload that removed them). */
+static void
+detach_unused_sockets(struct master *m, const struct generation *g, bool only_fresh,
+                      const bool *fresh)
+{
+    for (size_t k = 0; k < m->nsocks; k++) {
+        if (m->socks[k] == NULL || (only_fresh && !fresh[k]))
+            continue;
+        bool used = false;
+        for (size_t i = 0; g != NULL && g->conf != NULL && i < g->conf->nlisteners; i++)
+            used = used || g->lmap[i] == k;
+        if (used)
+            continue;
+        if (!only_fresh)
+            log_info("listener %s on %s:%d closed (no longer configured)", m->socks[k]->name,
+                     m->socks[k]->host, m->socks[k]->bound_port);
+        lsock_free(m->socks[k]);
+        m->socks[k] = NULL;
+    }
+}
+
+static bool
+slot_mine(const struct generation *g, int slot, int index)
+{
+    return slot % g->nworkers == index;
 }
 
 static pid_t
-spawn_worker(struct master *m, int index, int ready_wr)
+spawn_worker(struct master *m, struct generation *g, int index, int ready_wr)
 {
     pid_t pid = fork();
     if (pid != 0)
         return pid;
-    /* child */
-    sigset_t all;
-    sigemptyset(&all);
-    sigprocmask(SIG_SETMASK, &all, NULL);
+    /* child: the signal mask stays as the master's until worker_run has its handlers */
+    log_forked();
     char tag[32];
-    snprintf(tag, sizeof(tag), "exshim worker %d", index);
+    snprintf(tag, sizeof(tag), "exshim worker %d gen %u", index, g->id);
     log_set_tag(tag);
-    struct worker w = m->tmpl;
+    const struct conf *c = g->conf;
+    struct worker w = {0};
+    w.conf = c;
+    w.listener_tls = g->listener_tls;
+    w.backends = g->backends;
     w.index = index;
-    w.listen_fds = calloc(m->conf->nlisteners, sizeof(int));
-    if (w.listen_fds == NULL)
+    /* session ids stay unique across generations (the first one counts from 1 as before) */
+    w.reg.next_id = (uint64_t)(g->id - 1) << 32;
+    size_t n = 0;
+    for (size_t i = 0; i < c->nlisteners; i++)
+        n += (size_t)m->socks[g->lmap[i]]->nfds;
+    w.listen_fds = calloc(n, sizeof(*w.listen_fds));
+    w.listen_li = calloc(n, sizeof(*w.listen_li));
+    if (w.listen_fds == NULL || w.listen_li == NULL)
         _exit(1);
-    for (size_t i = 0; i < m->conf->nlisteners; i++) {
-        char port[8];
-        int got;
-        snprintf(port, sizeof(port), "%d", m->ports[i]);
-        w.listen_fds[i] = open_bound(m->conf->listeners[i].host, port, true, &got);
-        if (w.listen_fds[i] < 0)
-            fatal("listener %s: %s:%s", m->conf->listeners[i].name, m->conf->listeners[i].host,
-                  port);
+    /* keep this worker's slots of this generation's listeners; close every other socket */
+    for (size_t k = 0; k < m->nsocks; k++) {
+        struct lsock *s = m->socks[k];
+        if (s == NULL)
+            continue;
+        ssize_t li = -1;
+        for (size_t i = 0; i < c->nlisteners; i++)
+            if (g->lmap[i] == k)
+                li = (ssize_t)i;
+        for (int slot = 0; slot < s->nfds; slot++) {
+            if (li >= 0 && slot_mine(g, slot, index)) {
+                w.listen_fds[w.nlisten] = s->fds[slot];
+                w.listen_li[w.nlisten++] = (size_t)li;
+            } else {
+                close(s->fds[slot]);
+            }
+        }
     }
-    for (size_t i = 0; i < m->conf->nlisteners; i++)
-        close(m->reserve_fds[i]);
     _exit(worker_run(&w, ready_wr));
 }
 
 static int
-write_ready_file(const char *path, const struct master *m)
+write_ready_file(const char *path, const struct master *m, const struct generation *g)
 {
     char tmp[4096];
     snprintf(tmp, sizeof(tmp), "%s.tmp", path);
     FILE *f = fopen(tmp, "w");
     if (f == NULL)
         return -1;
-    for (size_t i = 0; i < m->conf->nlisteners; i++) {
-        const struct conf_listener *l = &m->conf->listeners[i];
+    for (size_t i = 0; i < g->conf->nlisteners; i++) {
+        const struct conf_listener *l = &g->conf->listeners[i];
         bool v6 = strchr(l->host, ':') != NULL;
-        fprintf(f, "%s %s%s%s:%d\n", l->name, v6 ? "[" : "", l->host, v6 ? "]" : "", m->ports[i]);
+        fprintf(f, "%s %s%s%s:%d\n", l->name, v6 ? "[" : "", l->host, v6 ? "]" : "",
+                m->socks[g->lmap[i]]->bound_port);
     }
     if (fclose(f) != 0)
         return -1;
     return rename(tmp, path);
 }
 
-/* Waits for one readiness byte per worker, bounded in time. */
+/* Waits for one readiness byte per worker, bounded in time; -1 when they did not all come
+ * (a worker died: the pipe ends once every writer has closed it). */
 static int
 wait_ready(int fd, int n)
 {
@@ -331,25 +592,332 @@ wait_ready(int fd, int n)
     return 0;
 }
 
+static int
+workers_for(const struct master *m, const struct conf *c)
+{
+    int n = m->workers_override ? m->workers_override : (c->workers ? c->workers : ncpus());
+    return n > MAX_WORKERS ? MAX_WORKERS : n;
+}
+
+static void
+signal_gen(struct generation *g, int sig)
+{
+    for (int i = 0; i < g->nworkers; i++)
+        if (g->pids[i] > 0)
+            kill(g->pids[i], sig);
+}
+
+/* Reaps the workers of a generation that failed to start. */
+static void
+reap_gen_now(struct generation *g)
+{
+    for (int i = 0; i < g->nworkers; i++) {
+        if (g->pids[i] > 0) {
+            kill(g->pids[i], SIGKILL);
+            waitpid(g->pids[i], NULL, 0);
+            g->pids[i] = 0;
+        }
+    }
+    g->alive = 0;
+}
+
+/*
+ * Starts the workers of g on the master's sockets (opening those its listeners need) and
+ * waits until they all listen. Returns 0, or -1 with err; on failure nothing of g runs and
+ * the sockets opened for it are closed again.
+ */
+static int
+gen_start(struct master *m, struct generation *g, char *err, size_t errlen)
+{
+    bool fresh[1024] = {false};
+    int rp[2] = {-1, -1};
+    int rc = -1;
+
+    if (m->nsocks + g->conf->nlisteners > sizeof(fresh) / sizeof(fresh[0])) {
+        snprintf(err, errlen, "too many listeners");
+        return -1;
+    }
+    g->id = ++m->next_gen_id;
+    g->nworkers = workers_for(m, g->conf);
+    if (attach_sockets(m, g, fresh, err, errlen) != 0)
+        goto cleanup;
+    if (pipe2(rp, O_CLOEXEC) != 0) {
+        snprintf(err, errlen, "pipe: %s", strerror(errno));
+        goto cleanup;
+    }
+    for (int i = 0; i < g->nworkers; i++) {
+        g->pids[i] = spawn_worker(m, g, i, rp[1]);
+        if (g->pids[i] < 0) {
+            g->pids[i] = 0;
+            snprintf(err, errlen, "fork: %s", strerror(errno));
+            goto cleanup;
+        }
+        g->alive++;
+    }
+    close(rp[1]);
+    rp[1] = -1;
+    if (wait_ready(rp[0], g->nworkers) != 0) {
+        snprintf(err, errlen,
+                 "the workers of generation %u did not become ready; see the "
+                 "messages above",
+                 g->id);
+        goto cleanup;
+    }
+    rc = 0;
+cleanup:
+    if (rp[0] >= 0)
+        close(rp[0]);
+    if (rp[1] >= 0)
+        close(rp[1]);
+    if (rc != 0) {
+        reap_gen_now(g);
+        detach_unused_sockets(m, current_gen(m), true, fresh);
+    }
+    return rc;
+}
+
+static void
+status_line(const struct master *m, char *buf, size_t len)
+{
+    const struct generation *g = m->gens[m->ngens - 1];
+    size_t old = 0;
+    for (size_t i = 0; i + 1 < m->ngens; i++)
+        old += (size_t)m->gens[i]->alive;
+    snprintf(buf, len, "generation %u: %d workers on %zu listeners; %zu old workers draining",
+             g->id, g->nworkers, g->conf->nlisteners, old);
+}
+
+static void
+announce(const struct master *m, const struct generation *g)
+{
+    char pids[MAX_WORKERS * 12] = "";
+    size_t n = 0;
+    for (int i = 0; i < g->nworkers && n < sizeof(pids); i++)
+        n += (size_t)snprintf(pids + n, sizeof(pids) - n, " %d", (int)g->pids[i]);
+    log_info("generation %u: %d workers, pids%s", g->id, g->nworkers, pids);
+    for (size_t i = 0; i < g->conf->nlisteners; i++) {
+        const struct conf_listener *l = &g->conf->listeners[i];
+        log_info("listener %s on %s:%d (%s), %d workers", l->name, l->host,
+                 m->socks[g->lmap[i]]->bound_port, l->tls ? "TLS" : "plain HTTP", g->nworkers);
+    }
+    if (m->ready_path != NULL && write_ready_file(m->ready_path, m, g) != 0)
+        log_warn("ready file %s", m->ready_path);
+}
+
+/* Past max_generations, the oldest superseded generations stop now. */
+static void
+enforce_max_generations(struct master *m, size_t max)
+{
+    size_t old = 0;
+    for (size_t i = 0; i + 1 < m->ngens; i++)
+        if (m->gens[i]->kill_at == 0)
+            old++;
+    for (size_t i = 0; i + 1 < m->ngens && old > max; i++) {
+        struct generation *g = m->gens[i];
+        if (g->kill_at != 0)
+            continue;
+        log_warnx("generation %u: more than max_generations (%zu) old generations; stopping "
+                  "it now (%d workers, SIGKILL in %d s)",
+                  g->id, max, g->alive, MAXGEN_KILL_GRACE_S);
+        signal_gen(g, SIGTERM);
+        g->kill_at = time(NULL) + MAXGEN_KILL_GRACE_S;
+        old--;
+    }
+}
+
+/* SIGHUP: a new generation with the file as it is now, or the old one keeps running. */
+static void
+reload(struct master *m)
+{
+    char err[1024], st[256];
+    struct generation *old = current_gen(m);
+
+    notify_reloading("reloading the configuration");
+    log_info("SIGHUP: reloading %s", m->conf_path);
+    if (m->ngens >= MAX_GENS) {
+        log_error("reload refused: %zu generations still running", m->ngens);
+        goto done;
+    }
+    struct generation *g = gen_prepare(m->conf_path, err, sizeof(err));
+    if (g == NULL) {
+        log_error("reload failed, generation %u keeps running: %s", old->id, err);
+        goto done;
+    }
+    if (log_init(g->conf->log_level, g->conf->log_file) != 0) {
+        log_error("reload failed, generation %u keeps running: log_file %s: %s", old->id,
+                  g->conf->log_file, strerror(errno));
+        log_init(old->conf->log_level, old->conf->log_file);
+        gen_free(g);
+        goto done;
+    }
+    check_extended_protection(g->conf);
+    if (gen_start(m, g, err, sizeof(err)) != 0) {
+        log_error("reload failed, generation %u keeps running: %s", old->id, err);
+        log_init(old->conf->log_level, old->conf->log_file);
+        gen_free(g);
+        goto done;
+    }
+    /* The new generation accepts; the old one stops accepting and drains. */
+    m->gens[m->ngens++] = g;
+    old->superseded = time(NULL);
+    signal_gen(old, SIGUSR2);
+    log_info("generation %u serving with %d workers; generation %u (%d workers) stops "
+             "accepting and drains for up to %u ms",
+             g->id, g->nworkers, old->id, old->alive, old->drain_ms);
+    gen_release(old);
+    detach_unused_sockets(m, g, false, NULL);
+    announce(m, g);
+    enforce_max_generations(m, g->conf->max_generations);
+done:
+    status_line(m, st, sizeof(st));
+    notify_ready(st);
+}
+
+static void
+drop_gen(struct master *m, size_t i)
+{
+    log_info("generation %u: all workers ended", m->gens[i]->id);
+    gen_free(m->gens[i]);
+    memmove(&m->gens[i], &m->gens[i + 1], (m->ngens - i - 1) * sizeof(m->gens[0]));
+    m->ngens--;
+}
+
+/* SIGCHLD: reaps every worker that ended; replaces those of the current generation. */
+static void
+reap(struct master *m)
+{
+    pid_t pid;
+    int st;
+    while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
+        for (size_t gi = 0; gi < m->ngens; gi++) {
+            struct generation *g = m->gens[gi];
+            int i;
+            for (i = 0; i < g->nworkers && g->pids[i] != pid; i++)
+                ;
+            if (i == g->nworkers)
+                continue;
+            g->pids[i] = 0;
+            g->alive--;
+            if (g != current_gen(m) || m->stopping) {
+                if (g->alive == 0 && g != current_gen(m))
+                    drop_gen(m, gi);
+                break;
+            }
+            log_warnx("worker %d (pid %d) ended unexpectedly (%s %d); starting a new one", i,
+                      (int)pid, WIFSIGNALED(st) ? "signal" : "status",
+                      WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st));
+            time_t now = time(NULL);
+            if (now == m->last_respawn)
+                sleep(1); /* a worker that dies at once must not spin the master */
+            m->last_respawn = now;
+            int p2[2];
+            if (pipe2(p2, O_CLOEXEC) != 0)
+                break;
+            g->pids[i] = spawn_worker(m, g, i, p2[1]);
+            close(p2[1]);
+            if (g->pids[i] > 0) {
+                g->alive++;
+                wait_ready(p2[0], 1);
+            } else {
+                g->pids[i] = 0;
+            }
+            close(p2[0]);
+            break;
+        }
+    }
+}
+
+/* Once a second: SIGKILL for generations past their deadline; the log backlog. */
+static void
+tick(struct master *m)
+{
+    time_t now = time(NULL);
+    for (size_t i = 0; i + 1 < m->ngens; i++) {
+        struct generation *g = m->gens[i];
+        if (g->alive == 0)
+            continue;
+        time_t drain_end = g->superseded + (time_t)(g->drain_ms / 1000) + DRAIN_KILL_SLACK_S;
+        if (g->kill_at == 0 && g->superseded != 0 && now >= drain_end) {
+            log_warnx("generation %u: still running past drain_timeout; killing %d workers", g->id,
+                      g->alive);
+            g->kill_at = now;
+        }
+        if (g->kill_at != 0 && now >= g->kill_at) {
+            if (g->kill_at + MAXGEN_KILL_GRACE_S >= now)
+                log_info("generation %u: SIGKILL to %d workers", g->id, g->alive);
+            signal_gen(g, SIGKILL);
+        }
+    }
+    log_flush();
+}
+
+static size_t
+workers_alive(const struct master *m)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < m->ngens; i++)
+        n += (size_t)m->gens[i]->alive;
+    return n;
+}
+
+/* exshim -s reload|stop|drain|reopen -p PIDFILE */
+static int
+send_control(const char *what, const char *pid_path)
+{
+    int sig;
+    char err[1024];
+    pid_t pid;
+
+    if (strcmp(what, "reload") == 0)
+        sig = SIGHUP;
+    else if (strcmp(what, "stop") == 0 || strcmp(what, "drain") == 0)
+        sig = SIGTERM; /* drain: the same as stop for now (see README, Operations) */
+    else if (strcmp(what, "reopen") == 0)
+        sig = SIGUSR1;
+    else {
+        fprintf(stderr, "exshim: -s: expected reload, stop, drain or reopen, not '%s'\n", what);
+        return 1;
+    }
+    if (pid_path == NULL) {
+        fprintf(stderr, "exshim: -s %s needs -p PIDFILE\n", what);
+        return 1;
+    }
+    if (pidfile_check(pid_path, &pid, err, sizeof(err)) != 0) {
+        fprintf(stderr, "exshim: -s %s: %s\n", what, err);
+        return 1;
+    }
+    if (kill(pid, sig) != 0) {
+        fprintf(stderr, "exshim: -s %s: signal to pid %d: %s\n", what, (int)pid, strerror(errno));
+        return 1;
+    }
+    return 0;
+}
+
 int
 main(int argc, char **argv)
 {
-    const char *conf_path = NULL, *ready_path = NULL;
+    const char *control = NULL;
     bool test_only = false, detach = false;
-    int workers_override = 0;
     int opt;
     char err[1024];
+    struct master m = {0};
 
-    while ((opt = getopt(argc, argv, "c:tr:w:dhV")) != -1) {
+    while ((opt = getopt(argc, argv, "c:tr:w:p:s:dhV")) != -1) {
         switch (opt) {
         case 'c':
-            conf_path = optarg;
+            m.conf_path = optarg;
             break;
         case 't':
             test_only = true;
             break;
         case 'r':
-            ready_path = optarg;
+            m.ready_path = optarg;
+            break;
+        case 'p':
+            m.pid_path = optarg;
+            break;
+        case 's':
+            control = optarg;
             break;
         case 'w': {
             char *end;
@@ -358,7 +926,7 @@ main(int argc, char **argv)
                 fprintf(stderr, "exshim: -w: expected 1..%d\n", MAX_WORKERS);
                 return 1;
             }
-            workers_override = (int)v;
+            m.workers_override = (int)v;
             break;
         }
         case 'd':
@@ -375,77 +943,45 @@ main(int argc, char **argv)
             return 1;
         }
     }
-    if (conf_path == NULL || optind != argc) {
+    if (optind != argc) {
+        usage(stderr);
+        return 1;
+    }
+    if (control != NULL)
+        return send_control(control, m.pid_path);
+    if (m.conf_path == NULL) {
         usage(stderr);
         return 1;
     }
 
-    struct master m = {0};
-    if (conf_load(conf_path, &m.conf, err, sizeof(err)) != 0) {
-        fprintf(stderr, "%s\n", err);
-        return 1;
-    }
-    const struct conf *c = m.conf;
-
     /* Certificates and keys are checked by building the contexts, in -t as well. */
-    m.tmpl.conf = c;
-    m.tmpl.listener_tls = calloc(c->nlisteners, sizeof(*m.tmpl.listener_tls));
-    m.tmpl.backends = calloc(c->nbackends, sizeof(*m.tmpl.backends));
-    if (m.tmpl.listener_tls == NULL || m.tmpl.backends == NULL) {
-        fprintf(stderr, "exshim: out of memory\n");
-        master_free(&m);
-        return 1;
-    }
-    for (size_t i = 0; i < c->nlisteners; i++) {
-        if (!c->listeners[i].tls)
-            continue;
-        m.tmpl.listener_tls[i] = tlsctx_server_new(&c->listeners[i], err, sizeof(err));
-        if (m.tmpl.listener_tls[i] == NULL) {
-            fprintf(stderr, "%s:%d: listeners.%s.tls: %s\n", c->file, c->listeners[i].line,
-                    c->listeners[i].name, err);
-            master_free(&m);
-            return 1;
-        }
-    }
-    if (prepare_backends(c, m.tmpl.backends, err, sizeof(err)) != 0) {
+    struct generation *g = gen_prepare(m.conf_path, err, sizeof(err));
+    if (g == NULL) {
         fprintf(stderr, "%s\n", err);
-        master_free(&m);
         return 1;
     }
     if (test_only) {
-        printf("%s: configuration OK\n", conf_path);
-        master_free(&m);
-        return 0;
+        printf("%s: configuration OK\n", m.conf_path);
+        int rc = conf_policy_print(g->conf, stdout) == 0 ? 0 : 1;
+        gen_free(g);
+        return rc;
     }
 
-    if (log_init(c->log_level, c->log_file) != 0) {
-        fprintf(stderr, "exshim: log_file %s: %s\n", c->log_file, strerror(errno));
+    if (log_init(g->conf->log_level, g->conf->log_file) != 0) {
+        fprintf(stderr, "exshim: log_file %s: %s\n", g->conf->log_file, strerror(errno));
+        gen_free(g);
         return 1;
     }
     log_set_tag("exshim master");
     raise_fd_limit();
     signal(SIGPIPE, SIG_IGN);
-
-    m.nworkers = workers_override ? workers_override : (c->workers ? c->workers : ncpus());
-    if (m.nworkers > MAX_WORKERS)
-        m.nworkers = MAX_WORKERS;
-    m.reserve_fds = calloc(c->nlisteners, sizeof(int));
-    m.ports = calloc(c->nlisteners, sizeof(int));
-    if (m.reserve_fds == NULL || m.ports == NULL)
-        fatalx("out of memory");
-    for (size_t i = 0; i < c->nlisteners; i++) {
-        m.reserve_fds[i] =
-            open_bound(c->listeners[i].host, c->listeners[i].port, false, &m.ports[i]);
-        if (m.reserve_fds[i] < 0)
-            fatal("%s:%d: listeners.%s: cannot bind %s:%s", c->file, c->listeners[i].line,
-                  c->listeners[i].name, c->listeners[i].host, c->listeners[i].port);
-    }
-
-    check_extended_protection(c);
+    check_extended_protection(g->conf);
 
     if (detach) {
-        if (daemon(1, c->log_file == NULL) != 0)
+        if (daemon(1, g->conf->log_file == NULL) != 0)
             fatal("daemon");
+        if (log_init(g->conf->log_level, g->conf->log_file) != 0)
+            fatal("log_file %s", g->conf->log_file);
     }
 
     sigset_t set;
@@ -454,80 +990,70 @@ main(int argc, char **argv)
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGCHLD);
     sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGUSR1);
+    sigaddset(&set, SIGUSR2);
     sigprocmask(SIG_BLOCK, &set, NULL);
 
-    int rp[2];
-    if (pipe2(rp, O_CLOEXEC) != 0)
-        fatal("pipe");
-    for (int i = 0; i < m.nworkers; i++) {
-        m.pids[i] = spawn_worker(&m, i, rp[1]);
-        if (m.pids[i] < 0)
-            fatal("fork");
-    }
-    if (wait_ready(rp[0], m.nworkers) != 0)
-        fatalx("workers did not become ready; see messages above");
-    for (size_t i = 0; i < c->nlisteners; i++)
-        log_info("listener %s on %s:%d (%s), %d workers", c->listeners[i].name,
-                 c->listeners[i].host, m.ports[i], c->listeners[i].tls ? "TLS" : "plain HTTP",
-                 m.nworkers);
-    if (ready_path != NULL && write_ready_file(ready_path, &m) != 0)
-        log_warn("ready file %s", ready_path);
+    if (gen_start(&m, g, err, sizeof(err)) != 0)
+        fatalx("%s", err);
+    m.gens[m.ngens++] = g;
+    announce(&m, g);
+    if (m.pid_path != NULL && pidfile_write(m.pid_path, getpid()) != 0)
+        fatal("pid file %s", m.pid_path);
+    char st[256];
+    status_line(&m, st, sizeof(st));
+    notify_ready(st);
 
-    bool stopping = false;
-    int alive = m.nworkers;
-    time_t last_respawn = 0;
-    while (alive > 0) {
+    while (workers_alive(&m) > 0) {
         siginfo_t si;
-        int sig = sigwaitinfo(&set, &si);
-        if (sig < 0)
+        struct timespec second = {1, 0};
+        int sig = sigtimedwait(&set, &si, &second);
+        if (sig < 0) {
+            tick(&m);
             continue;
-        if (sig == SIGTERM || sig == SIGINT) {
-            if (!stopping)
+        }
+        switch (sig) {
+        case SIGTERM:
+        case SIGINT:
+            if (!m.stopping) {
                 log_info("signal %d: stopping workers", sig);
-            stopping = true;
-            for (int i = 0; i < m.nworkers; i++)
-                if (m.pids[i] > 0)
-                    kill(m.pids[i], SIGTERM);
-            continue;
-        }
-        if (sig == SIGHUP) {
-            log_info("SIGHUP: configuration reload is not implemented; restart exshim to apply "
-                     "changes");
-            continue;
-        }
-        /* SIGCHLD: reap every worker that ended */
-        pid_t pid;
-        int st;
-        while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
-            for (int i = 0; i < m.nworkers; i++) {
-                if (m.pids[i] != pid)
-                    continue;
-                m.pids[i] = 0;
-                alive--;
-                if (stopping)
-                    break;
-                log_warnx("worker %d (pid %d) ended unexpectedly (%s %d); starting a new one", i,
-                          (int)pid, WIFSIGNALED(st) ? "signal" : "status",
-                          WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st));
-                time_t now = time(NULL);
-                if (now == last_respawn)
-                    sleep(1); /* a worker that dies at once must not spin the master */
-                last_respawn = now;
-                int p2[2];
-                if (pipe2(p2, O_CLOEXEC) != 0)
-                    break;
-                m.pids[i] = spawn_worker(&m, i, p2[1]);
-                close(p2[1]);
-                if (m.pids[i] > 0) {
-                    alive++;
-                    wait_ready(p2[0], 1);
-                }
-                close(p2[0]);
+                notify_stopping("stopping: workers drain within grace");
             }
+            m.stopping = true;
+            for (size_t i = 0; i < m.ngens; i++)
+                signal_gen(m.gens[i], SIGTERM);
+            break;
+        case SIGHUP:
+            if (m.stopping)
+                log_info("SIGHUP while stopping: ignored");
+            else
+                reload(&m);
+            break;
+        case SIGUSR1:
+            if (log_reopen() != 0)
+                log_warn("SIGUSR1: cannot reopen the log file");
+            else
+                log_info("SIGUSR1: log file reopened; passing it on to %zu workers",
+                         workers_alive(&m));
+            for (size_t i = 0; i < m.ngens; i++)
+                signal_gen(m.gens[i], SIGUSR1);
+            break;
+        case SIGCHLD:
+            reap(&m);
+            break;
+        default:
+            break;
         }
+        tick(&m);
     }
     log_info("all workers stopped");
-    master_free(&m);
+    if (m.pid_path != NULL)
+        pidfile_remove(m.pid_path, getpid());
+    while (m.ngens > 0)
+        gen_free(m.gens[--m.ngens]);
+    for (size_t k = 0; k < m.nsocks; k++)
+        lsock_free(m.socks[k]);
+    free(m.socks);
     log_close();
     return 0;
 }

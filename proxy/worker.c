@@ -1,4 +1,4 @@
-/* Worker process: event loop, SO_REUSEPORT listeners, drain on SIGTERM. */
+/* Worker process: event loop, inherited listening sockets, drain on SIGTERM or SIGUSR2. */
 #include "proxy/worker.h"
 
 #include <errno.h>
@@ -33,7 +33,7 @@ set_accepting(struct worker *w)
     if (full == w->accept_full || w->draining || w->listeners == NULL)
         return;
     w->accept_full = full;
-    for (size_t i = 0; i < w->conf->nlisteners; i++) {
+    for (size_t i = 0; i < w->nlisten; i++) {
         if (w->listeners[i] == NULL)
             continue;
         if (full)
@@ -66,7 +66,7 @@ accept_retry_cb(evutil_socket_t fd, short what, void *arg)
     struct worker *w = arg;
     if (w->draining || w->accept_full)
         return;
-    for (size_t i = 0; i < w->conf->nlisteners; i++)
+    for (size_t i = 0; i < w->nlisten; i++)
         if (w->listeners[i] != NULL)
             evconnlistener_enable(w->listeners[i]);
 }
@@ -81,7 +81,7 @@ accept_error_cb(struct evconnlistener *l, void *arg)
     if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
         log_warnx("accept: %s; pausing accepts for 100 ms (%zu sessions open)", strerror(err),
                   w->reg.n);
-        for (size_t i = 0; i < w->conf->nlisteners; i++)
+        for (size_t i = 0; i < w->nlisten; i++)
             if (w->listeners[i] != NULL)
                 evconnlistener_disable(w->listeners[i]);
         struct timeval tv = {0, 100000};
@@ -92,14 +92,34 @@ accept_error_cb(struct evconnlistener *l, void *arg)
 }
 
 static void
-stop_listening(struct worker *w)
+close_listeners_cb(evutil_socket_t fd, short what, void *arg)
 {
-    for (size_t i = 0; i < w->conf->nlisteners; i++) {
+    struct worker *w = arg;
+    for (size_t i = 0; i < w->nlisten; i++) {
         if (w->listeners[i] != NULL) {
             evconnlistener_free(w->listeners[i]);
             w->listeners[i] = NULL;
         }
     }
+}
+
+/*
+ * The listening sockets are shared with the master and with the next generation's workers,
+ * so closing our copy leaves them, and their accept queues, intact. The close waits for the
+ * next loop turn: with the epoll changelist, the EPOLL_CTL_DEL of a disabled listener is only
+ * issued then, and an epoll registration is not dropped by close() while another process
+ * still holds the socket; closed first, it would keep waking this worker for every
+ * connection the new generation has yet to accept.
+ */
+static void
+stop_listening(struct worker *w)
+{
+    for (size_t i = 0; i < w->nlisten; i++)
+        if (w->listeners[i] != NULL)
+            evconnlistener_disable(w->listeners[i]);
+    struct timeval tv = {0, 1000};
+    if (w->close_timer != NULL)
+        evtimer_add(w->close_timer, &tv);
 }
 
 static void
@@ -111,15 +131,67 @@ grace_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 static void
-term_cb(evutil_socket_t sig, short what, void *arg)
+drain_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct worker *w = arg;
+    log_info("drain_timeout over with %zu sessions still open; closing them", w->reg.n);
+    event_base_loopexit(w->base, NULL);
+}
+
+/*
+ * SIGUSR2: a newer generation accepts now. Stop accepting and let every session end on its
+ * own: an exchange in flight finishes, a keep-alive connection gets "Connection: close" on
+ * its next response (session.c reads w->draining), long-lived channels run until they end;
+ * drain_timeout bounds the whole. Idle keep-alive connections are not closed here: a client
+ * may have sent its next request already, and closing would lose it (see README, Operations).
+ */
+static void
+handover_cb(evutil_socket_t sig, short what, void *arg)
 {
     struct worker *w = arg;
     if (w->draining)
         return;
     w->draining = true;
+    stop_listening(w);
+    log_info("superseded by a new generation: accepting no more; %zu sessions finish on their "
+             "own (drain_timeout %u ms)",
+             w->reg.n, w->conf->drain_timeout_ms);
+    if (w->reg.n == 0 || w->conf->drain_timeout_ms == 0) {
+        event_base_loopexit(w->base, NULL);
+        return;
+    }
+    struct timeval tv = {.tv_sec = w->conf->drain_timeout_ms / 1000,
+                         .tv_usec = (w->conf->drain_timeout_ms % 1000) * 1000};
+    w->drain_timer = evtimer_new(w->base, drain_timeout_cb, w);
+    if (w->drain_timer != NULL)
+        evtimer_add(w->drain_timer, &tv);
+}
+
+static void
+reopen_cb(evutil_socket_t sig, short what, void *arg)
+{
+    if (log_reopen() != 0)
+        log_warn("SIGUSR1: cannot reopen the log file");
+}
+
+static void
+log_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    log_flush();
+}
+
+static void
+term_cb(evutil_socket_t sig, short what, void *arg)
+{
+    struct worker *w = arg;
+    if (w->stopping)
+        return;
+    w->stopping = true;
     log_info("signal %d: draining %zu sessions (grace %u ms)", (int)sig, w->reg.n,
              w->conf->grace_ms);
-    stop_listening(w);
+    if (!w->draining)
+        stop_listening(w);
+    w->draining = true;
     session_drain_all(&w->reg);
     if (w->reg.n == 0) {
         event_base_loopexit(w->base, NULL);
@@ -147,11 +219,12 @@ int
 worker_run(struct worker *w, int ready_fd)
 {
     const struct conf *c = w->conf;
-    struct listen_arg *args = calloc(c->nlisteners, sizeof(*args));
-    w->listeners = calloc(c->nlisteners, sizeof(*w->listeners));
+    struct listen_arg *args = calloc(w->nlisten, sizeof(*args));
+    w->listeners = calloc(w->nlisten, sizeof(*w->listeners));
     /* The epoll changelist folds a read stopped and restarted within one loop turn (relay
-     * backpressure does this constantly) into no epoll_ctl call at all. Our fds are never
-     * dup()ed, which is the changelist's one caveat. */
+     * backpressure does this constantly) into no epoll_ctl call at all. Session fds are never
+     * dup()ed, the changelist's one caveat; the listening sockets are shared with other
+     * processes, which stop_listening() allows for. */
     struct event_config *cfg = event_config_new();
     if (cfg != NULL) {
         event_config_set_flag(cfg, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
@@ -178,21 +251,43 @@ worker_run(struct worker *w, int ready_fd)
         .worker_index = w->index,
     };
 
+    /* Two priorities: the stop and hand-over signals (0) run before anything else that is
+     * ready in the same loop turn, so a worker told to stop accepting does not first accept
+     * connections queued for the new generation. Every other event has the default, 1. */
+    if (event_base_priority_init(w->base, 2) != 0)
+        fatalx("worker %d: event priorities", w->index);
     signal(SIGPIPE, SIG_IGN);
     w->sig_term = evsignal_new(w->base, SIGTERM, term_cb, w);
     w->sig_int = evsignal_new(w->base, SIGINT, term_cb, w);
     w->accept_retry = evtimer_new(w->base, accept_retry_cb, w);
+    w->sig_reload = evsignal_new(w->base, SIGUSR2, handover_cb, w);
+    w->sig_reopen = evsignal_new(w->base, SIGUSR1, reopen_cb, w);
+    w->close_timer = evtimer_new(w->base, close_listeners_cb, w);
+    w->log_timer = event_new(w->base, -1, EV_PERSIST, log_timer_cb, w);
+    event_priority_set(w->sig_term, 0);
+    event_priority_set(w->sig_int, 0);
+    event_priority_set(w->sig_reload, 0);
     evsignal_add(w->sig_term, NULL);
     evsignal_add(w->sig_int, NULL);
+    evsignal_add(w->sig_reload, NULL);
+    evsignal_add(w->sig_reopen, NULL);
+    struct timeval second = {1, 0};
+    evtimer_add(w->log_timer, &second);
+    /* The master forks with these signals blocked; a signal sent before here is delivered
+     * now, to the handlers above, instead of killing a worker that is starting. */
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
 
-    for (size_t i = 0; i < c->nlisteners; i++) {
+    for (size_t i = 0; i < w->nlisten; i++) {
+        size_t li = w->listen_li[i];
         args[i].w = w;
-        args[i].index = i;
+        args[i].index = li;
         w->listeners[i] =
             evconnlistener_new(w->base, accept_cb, &args[i],
                                LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, w->listen_fds[i]);
         if (w->listeners[i] == NULL)
-            fatal("worker %d: listener %s", w->index, c->listeners[i].name);
+            fatal("worker %d: listener %s", w->index, c->listeners[li].name);
         evconnlistener_set_error_cb(w->listeners[i], accept_error_cb);
     }
     char one = 1;
@@ -202,6 +297,7 @@ worker_run(struct worker *w, int ready_fd)
 
     event_base_dispatch(w->base);
     log_info("worker exiting with %zu sessions open", w->reg.n);
+    log_flush();
     /* Process exit closes the remaining connections; nothing else needs tearing down. */
     return 0;
 }

@@ -4,11 +4,11 @@
 set -eu
 PKGS=(
   build-essential pkg-config
-  libevent-dev libssl-dev libkrb5-dev libhttp-parser-dev libconfig-dev libcmocka-dev
+  libevent-dev libssl-dev libkrb5-dev libhttp-parser-dev libconfig-dev libcmocka-dev libsystemd-dev
   gss-ntlmssp krb5-kdc krb5-admin-server krb5-user
   clang-14 libfuzzer-14-dev libclang-rt-14-dev
   curl openssl python3 python3-requests-ntlm python3-ntlm-auth python3-gssapi
-  haproxy nginx procps psmisc
+  haproxy nginx procps psmisc systemd
 )
 missing=()
 for p in "${PKGS[@]}"; do

@@ -102,16 +102,16 @@ load_text(const char *text, struct conf **conf_out, char *err, size_t errlen)
 /* ---- a full, valid configuration --------------------------------------------------- */
 
 static const char full_conf[] =
-    "workers = 4;\n"                                /* 1 */
-    "log_file = \"exshim.log\";\n"                  /* 2 */
-    "log_level = \"debug\";\n"                      /* 3 */
-    "access_log = false;\n"                         /* 4 */
-    "max_header_bytes = 131072;\n"                  /* 5 */
-    "max_headers = 300;\n"                          /* 6 */
-    "high_water = 32768;\n"                         /* 7 */
-    "grace = \"2m\";\n"                             /* 8 */
-    "listeners = (\n"                               /* 9 */
-    "  { name = \"public\"; address = \"*:443\";\n" /* 10 */
+    "workers = 4;\n"                                                  /* 1 */
+    "log_file = \"exshim.log\";\n"                                    /* 2 */
+    "log_level = \"debug\";\n"                                        /* 3 */
+    "access_log = false;\n"                                           /* 4 */
+    "max_header_bytes = 131072;\n"                                    /* 5 */
+    "max_headers = 300;\n"                                            /* 6 */
+    "high_water = 32768;\n"                                           /* 7 */
+    "grace = \"2m\"; drain_timeout = \"10m\"; max_generations = 2;\n" /* 8 */
+    "listeners = (\n"                                                 /* 9 */
+    "  { name = \"public\"; address = \"*:443\";\n"                   /* 10 */
     "    tls = { certs = ( { chain = \"mail.pem\"; key = \"mail.key\"; },\n"
     "                      { chain = \"legacy.pem\"; key = \"legacy.key\"; } );\n"
     "            min_protocol = \"TLSv1\"; max_protocol = \"TLSv1.2\";\n"
@@ -161,6 +161,8 @@ test_full_config(void **state)
     assert_int_equal(c->max_headers, 300);
     assert_int_equal(c->high_water, 32768);
     assert_int_equal(c->grace_ms, 120000);
+    assert_int_equal(c->drain_timeout_ms, 600000);
+    assert_int_equal(c->max_generations, 2);
 
     assert_int_equal(c->nlisteners, 2);
     l = &c->listeners[0];
@@ -292,6 +294,8 @@ test_defaults(void **state)
     assert_int_equal(c->max_connections_per_client, 0);
     assert_int_equal(c->target_policy, CONF_TARGET_STRICT);
     assert_true(c->routes[0].guard);
+    assert_int_equal(c->drain_timeout_ms, 3600000);
+    assert_int_equal(c->max_generations, 4);
     assert_string_equal(c->listeners[0].host, "127.0.0.1");
     assert_string_equal(c->listeners[0].port, "0");
     assert_false(c->listeners[0].tls);
@@ -591,6 +595,16 @@ static const struct err_case err_cases[] = {
     /* durations */
     {"grace bad unit", "grace = \"30x\";\n" L_ B_ R_, 1, "grace", "invalid duration '30x'*"},
     {"grace negative", "grace = -1;\n" L_ B_ R_, 1, "grace", "-1 seconds is out of range*"},
+    {"drain_timeout bad unit", "drain_timeout = \"1d\";\n" L_ B_ R_, 1, "drain_timeout",
+     "invalid duration '1d'*"},
+    {"drain_timeout bool", "\ndrain_timeout = true;\n" L_ B_ R_, 2, "drain_timeout",
+     "expected a duration (seconds, or a string like \"30s\"), found a boolean"},
+    {"max_generations 0", "max_generations = 0;\n" L_ B_ R_, 1, "max_generations",
+     "0 is out of range (1..64)"},
+    {"max_generations 65", "max_generations = 65;\n" L_ B_ R_, 1, "max_generations",
+     "65 is out of range (1..64)"},
+    {"max_generations string", "max_generations = \"4\";\n" L_ B_ R_, 1, "max_generations",
+     "expected an integer, found a string"},
     {"idle zero",
      L_ B_ "routes = ( { path = \"/x\"; backend = \"b\"; idle_timeout = \"0s\"; } );\n", 3,
      "routes.[0].idle_timeout", "must be greater than zero"},
