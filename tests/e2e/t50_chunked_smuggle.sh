@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Chunked request bodies that are broken or smuggle a second request, each sent whole in one
+# write (issue "Edge hardening", defects 1 and 4). Asserts:
+#  - each of these gets 400 and a close, over the plain and the TLS listener:
+#    "40;\n" (bare LF ending a chunk extension, hiding a second request with a forged
+#    X-Forwarded-For), "5\rX", "5 garbage", a bare-LF trailer line, "0\r\n\n", trailers
+#    carrying Content-Length / Transfer-Encoding / Host, a bad CRLF after chunk data, a bad
+#    second chunk, a missing final CRLF (the next request follows "0\r\n"), a bare LF after
+#    chunk data, a bare-LF chunk-size line;
+#  - the origin received ZERO bytes of any of them: after each refusal a good request on a new
+#    connection; the origin's byte count equals exactly the bytes of those good requests, and
+#    the origin's request count = exshim's forwarded access-log lines = the good requests
+#    (no desync: the hidden request never became a request);
+#  - Debian's nginx as the backend: the "40;\n" smuggle sent straight to nginx makes it log TWO
+#    requests (the hidden one with X-Forwarded-For 6.6.6.6): the attack is real there; through
+#    exshim the same bytes get 400 and nginx logs ZERO; a good request through exshim still
+#    reaches nginx (one line, X-Forwarded-For 127.0.0.1).
+. "$(dirname "$0")/lib.sh"
+. "$E2E_DIR/edge.sh"
+[ -x "$EXSHIM" ] || skip "$EXSHIM not built"
+need openssl nginx
+start_origin
+start_nginx nginx
+cat >"$T/origin.conf" <<EOC
+workers = 1;
+log_level = "info";
+access_log = true;
+$(edge_listeners)
+backends = ( { name = "origin"; servers = [ "127.0.0.1:$ORIGIN_PORT" ]; } );
+routes = ( { path = "/owa"; backend = "origin"; }, { path = "default"; backend = "origin"; } );
+EOC
+start_exshim_as exshim "$T/origin.conf"
+PLAIN=$(port_of plain)
+TLS=$(port_of tls)
+
+rc=0
+"$PY" "$EC" table --set chunked --port "$PLAIN" >"$T/plain.out" 2>&1 || rc=1
+cat "$T/plain.out"
+"$PY" "$EC" table --set chunked --port "$TLS" --tls >"$T/tls.out" 2>&1 || rc=1
+cat "$T/tls.out"
+[ "$rc" -eq 0 ] || fail "a malformed chunked body was not refused with 400 and a close (see above)"
+check_accounting "$T/plain.out" "$T/tls.out"
+n=$(exshim_count 'rejected request: bad chunked framing in request body')
+[ "$n" -eq 26 ] || fail "exshim logged $n chunked-framing refusals, want 26 (13 cases x 2 listeners)"
+
+# ---- nginx: the attack is real against it ------------------------------------------------
+"$PY" "$EC" smuggle --port "$NGINX_PORT" --path /owa/c --expect 2 || fail "nginx did not answer the smuggle twice"
+sleep 0.3
+[ "$(nginx_count '^REQ ')" -eq 2 ] || { cat "$NGINX_LOG"; fail "nginx logged $(nginx_count '^REQ ') requests for the direct smuggle, want 2"; }
+[ "$(nginx_count '^REQ GET /owa/hidden HTTP/1.1 xff=6\.6\.6\.6 ')" -eq 1 ] ||
+    { cat "$NGINX_LOG"; fail "nginx did not log the hidden request with the forged X-Forwarded-For"; }
+log "direct to nginx: 2 requests logged, the hidden one with X-Forwarded-For 6.6.6.6"
+
+cat >"$T/nginx.conf" <<EOC
+workers = 1;
+log_level = "info";
+access_log = true;
+$(edge_listeners)
+backends = ( { name = "nginx"; servers = [ "127.0.0.1:$NGINX_PORT" ]; } );
+routes = ( { path = "default"; backend = "nginx"; } );
+EOC
+start_exshim_as exshim_nginx "$T/nginx.conf"
+before=$(nginx_count '^REQ ')
+"$PY" "$EC" smuggle --port "$(port_of plain)" --path /owa/c --expect 1 --want-status 400 ||
+    fail "the smuggle through exshim (plain) was not answered with one 400"
+"$PY" "$EC" smuggle --port "$(port_of tls)" --tls --path /owa/c --expect 1 --want-status 400 ||
+    fail "the smuggle through exshim (TLS) was not answered with one 400"
+sleep 0.5
+[ "$(nginx_count '^REQ ')" -eq "$before" ] ||
+    { cat "$NGINX_LOG"; fail "through exshim nginx logged $(( $(nginx_count '^REQ ') - before )) requests, want 0"; }
+curl -s --max-time 5 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$(port_of plain)/owa/good" | grep -qx 200 ||
+    fail "a good request through exshim to nginx failed"
+sleep 0.3
+[ "$(nginx_count '^REQ GET /owa/good HTTP/1.1 xff=127\.0\.0\.1 status=200')" -eq 1 ] ||
+    { cat "$NGINX_LOG"; fail "nginx did not log the good request"; }
+pass "13 broken chunked bodies x 2 listeners: 400 + close, origin saw 0 bytes of them; nginx: smuggle real directly (2 requests), 0 through exshim"
