@@ -513,6 +513,7 @@ def cmd_badresp(a):
     except OSError as e:
         print("badresp: recv ended: %s" % e)
         eof = True
+    t_eof = time.time()
     s.close()
     check(b"LEAKED" not in data, "badresp %s: no bad bytes relayed (got %r)" % (a.kind, data[-80:]))
     if a.kind == "second":
@@ -520,6 +521,19 @@ def cmd_badresp(a):
         check(head.startswith(b"HTTP/1.1 200 ") and rest == b"8\r\nGOODDATA\r\n",
               "badresp second: head and first chunk delivered, nothing after: %r" % rest)
         check(eof, "badresp second: connection closed")
+        if a.origin_log:
+            m = wait_log(a.origin_log, r"bad_resp peer=\d+ kind=second sending the bad chunk "
+                         r"t=([\d.]+)", 0, 1)
+            sent = float(m.group(1)) if m else 0
+            # the last such line is this run's (runs are sequential)
+            with open(a.origin_log) as f:
+                for line in f:
+                    mm = re.search(r"kind=second sending the bad chunk t=([\d.]+)", line)
+                    if mm:
+                        sent = float(mm.group(1))
+            check(m is not None and t_eof >= sent - 0.02,
+                  "badresp second: closed %.3fs after the origin sent the bad chunk (not before)"
+                  % (t_eof - sent))
     else:
         check(data.startswith(b"HTTP/1.1 502 "), "badresp %s: 502 status line, got %r"
               % (a.kind, data[:60]))

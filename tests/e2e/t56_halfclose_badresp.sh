@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Half-close and broken responses (issue "Edge hardening", defects 8 and 10). Asserts:
+#  - a POST with a 3000-byte Content-Length body followed by shutdown(SHUT_WR) gets its full
+#    response (200, the origin saw all 3000 body bytes), then the connection closes: plain
+#    listener, TLS listener (bare TCP FIN), TLS listener with close_notify before the FIN;
+#  - origin answers chunked with an invalid chunk size, with LF-only chunk lines, with "8\rX"
+#    framing: the client gets a 502 status line (not an empty reply), none of the "LEAKED-"
+#    bytes, and a close; exshim logs "bad chunked framing in response" for each;
+#  - a response whose first chunk is valid and whose second chunk (sent 0.5 s later) is bad:
+#    the client receives the head and the first chunk, never the bad bytes, and the connection
+#    closes; the log names the reason ("bad chunked framing in response (...); closing the
+#    client connection"); plain and TLS.
+. "$(dirname "$0")/lib.sh"
+. "$E2E_DIR/edge.sh"
+[ -x "$EXSHIM" ] || skip "$EXSHIM not built"
+need openssl
+start_origin
+cat >"$T/exshim.conf" <<EOC
+workers = 1;
+log_level = "info";
+access_log = true;
+$(edge_listeners)
+backends = ( { name = "origin"; servers = [ "127.0.0.1:$ORIGIN_PORT" ]; } );
+routes = ( { path = "default"; backend = "origin"; } );
+EOC
+start_exshim_as exshim "$T/exshim.conf"
+PLAIN=$(port_of plain)
+TLS=$(port_of tls)
+
+"$PY" "$EC" halfclose --port "$PLAIN" || fail "half-closed plain client did not get its full response"
+"$PY" "$EC" halfclose --port "$TLS" --tls || fail "half-closed TLS client did not get its full response"
+"$PY" "$EC" halfclose --port "$TLS" --tls --close-notify || fail "TLS client (close_notify + FIN) did not get its full response"
+
+for k in size lf crx; do
+    "$PY" "$EC" badresp --port "$PLAIN" --kind "$k" || fail "broken response ($k) not turned into a 502"
+done
+"$PY" "$EC" badresp --port "$TLS" --tls --kind size || fail "broken response (size, TLS) not turned into a 502"
+n=$(exshim_count 'backend origin: bad chunked framing in response \(')
+[ "$n" -ge 4 ] || fail "want >= 4 'bad chunked framing in response' lines, got $n"
+"$PY" "$EC" badresp --port "$PLAIN" --kind second --delay 0.5 --origin-log "$ORIGIN_LOG" || fail "bad second chunk relayed or connection kept"
+"$PY" "$EC" badresp --port "$TLS" --tls --kind second --delay 0.5 --origin-log "$ORIGIN_LOG" || fail "bad second chunk relayed or connection kept (TLS)"
+n=$(exshim_count 'backend origin: bad chunked framing in response \(.*\); closing the client connection')
+[ "$n" -eq 2 ] || fail "want 2 mid-body 'bad chunked framing ... closing the client connection' lines, got $n"
+pass "half-closed clients get their full response; broken chunked responses: 502 or a cut after the good chunk, bad bytes never relayed"
