@@ -11,6 +11,12 @@ if any check failed; every wait is bounded.
               after each one, a good request on a new connection (--good-path, Connection:
               close) whose echo tells how many head bytes the origin received. Ends with
               "SUMMARY refused=R good=G good_bytes=B" for edge.sh's check_accounting.
+  chunked-good  valid chunked bodies (extensions, BWS, leading zeros, trailers) are forwarded
+              and arrive intact
+  pipeline    a chunked POST and a GET with a forged X-Forwarded-For in one write: two
+              requests, the forged header replaced
+  late-bad    a bad chunk after the head went out: 400, and the backend connection closed
+              holding only the head and the valid chunk (--origin-log)
   smuggle     the "40;\\n" chunk-extension smuggle (a hidden second request with a forged
               X-Forwarded-For), sent as is; prints how many responses came back (--expect N)
   target      routing by the normalised path (--policy strict|normalize): statuses and the
@@ -123,6 +129,23 @@ def table_chunked():
          b"GET /owa/next HTTP/1.1\r\n" + H + b"\r\n", (400,), True),
         ("lf-after-data", c + b"5\r\nhello\n0\r\n\r\n", (400,), True),
         ("size-line-bare-lf", c + b"5\nhello\r\n0\r\n\r\n", (400,), True),
+        ("size-0x", c + b"0x5\r\nhello\r\n0\r\n\r\n", (400,), True),
+        ("size-negative", c + b"-5\r\nhello\r\n0\r\n\r\n", (400,), True),
+        ("size-17-digits", c + b"00000000000000005\r\nhello\r\n0\r\n\r\n", (400,), True),
+        ("size-overflow", c + b"ffffffffffffffff\r\nhello\r\n0\r\n\r\n", (400,), True),
+        ("size-tab", c + b"5\t\r\nhello\r\n0\r\n\r\n", (400,), True),
+        ("ext-empty-name", c + b"5;\r\nhello\r\n0\r\n\r\n", (400,), True),
+        ("ext-empty-value", c + b"5;a=\r\nhello\r\n0\r\n\r\n", (400,), True),
+        ("ext-bare-cr", c + b"5;a\rb\r\nhello\r\n0\r\n\r\n", (400,), True),
+        ("ext-open-quote", c + b'5;a="b\r\nhello\r\n0\r\n\r\n', (400,), True),
+        ("data-longer-than-size", c + b"3\r\nhello\r\n0\r\n\r\n", (400,), True),
+        ("data-shorter-than-size", c + b"7\r\nhello\r\n0\r\n\r\n", (400,), True),
+        ("trailer-authorization", c + b"0\r\nAuthorization: NTLM TlRMTVNTUAAB\r\n\r\n", (400,),
+         True),
+        ("trailer-x-forwarded-for", c + b"0\r\nX-Forwarded-For: 6.6.6.6\r\n\r\n", (400,), True),
+        ("trailer-obs-fold", c + b"0\r\nX-A: a\r\n b\r\n\r\n", (400,), True),
+        ("trailer-nul", c + b"0\r\nX-A: a\x00b\r\n\r\n", (400,), True),
+        ("trailer-space-before-colon", c + b"0\r\nX-A : b\r\n\r\n", (400,), True),
     ]
 
 
@@ -222,6 +245,83 @@ def cmd_table(a):
             good += 1
             good_bytes += n
     print("SUMMARY refused=%d good=%d good_bytes=%d" % (refused, good, good_bytes))
+
+
+# --- valid chunked bodies, pipelining, a late bad chunk -----------------------------------
+CHUNKED_GOOD = [
+    # name, wire body, decoded payload
+    ("ext-token", b"5;name=value\r\nhello\r\n0\r\n\r\n", b"hello"),
+    ("ext-quoted", b'5;a="b c";d\r\nhello\r\n0\r\n\r\n', b"hello"),
+    ("ext-bws", b"5 ;a=b\r\nhello\r\n0\r\n\r\n", b"hello"),
+    ("leading-zeros", b"0005\r\nhello\r\n0000\r\n\r\n", b"hello"),
+    ("16-digits", b"0000000000000005\r\nhello\r\n0\r\n\r\n", b"hello"),
+    ("upper-hex", b"A\r\n0123456789\r\n0\r\n\r\n", b"0123456789"),
+    ("two-chunks", b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n", b"hello world"),
+    ("trailer-allowed", b"5\r\nhello\r\n0\r\nX-Trailer: ok\r\n\r\n", b"hello"),
+    ("last-chunk-ext", b"5\r\nhello\r\n0;x=y\r\n\r\n", b"hello"),
+]
+
+
+def cmd_chunked_good(a):
+    import hashlib
+    for name, wire, payload in CHUNKED_GOOD:
+        st, h, body, _ = request(a, CH(b"/owa/good-chunked") + wire)
+        info, _ = cc.echo_parts(body)
+        check(st == 200 and info.get("body-length") == str(len(payload)) and
+              info.get("body-sha256") == hashlib.sha256(payload).hexdigest(),
+              "valid chunked %-16s forwarded: status %d, origin body %s bytes"
+              % (name, st, info.get("body-length")))
+
+
+def cmd_pipeline(a):
+    """A valid chunked POST and, in the same write, a GET carrying a forged X-Forwarded-For:
+    two requests for exshim and for the origin, the second with exshim's X-Forwarded-For."""
+    s = conn(a)
+    s.sendall(CH(b"/owa/first") + b"5\r\nhello\r\n0\r\n\r\n" + b"GET /owa/second HTTP/1.1\r\n" +
+              H + b"X-Forwarded-For: 6.6.6.6\r\n\r\n")
+    s.settimeout(5)
+    r = cc.Reader(s)
+    st1, h1, b1 = r.response()
+    st2, h2, b2 = r.response()
+    s.close()
+    _, raw1 = cc.echo_parts(b1)
+    _, raw2 = cc.echo_parts(b2)
+    check(st1 == 200 and raw1.startswith(b"POST /owa/first "), "pipeline: first answered %d" % st1)
+    xff = cc.hall(cc.parse_headers(raw2), "x-forwarded-for")
+    check(st2 == 200 and raw2.startswith(b"GET /owa/second ") and xff == ["127.0.0.1"],
+          "pipeline: second answered %d with X-Forwarded-For %s (forged one replaced)" % (st2, xff))
+
+
+def cmd_late_bad(a):
+    """Head and a valid first chunk, then (0.3 s later, after exshim forwarded them) a bad
+    chunk: 400, and the backend connection is closed holding exactly head + first chunk."""
+    head = CH(b"/owa/late")
+    st, h, body, _ = request(a, head + b"0\r\n\r\n")
+    info, _ = cc.echo_parts(body)
+    fwd_head = int(info.get("head-length", "0"))
+    check(st == 200 and fwd_head > 0, "late-bad: a good request of the same shape: %d, head %d "
+          "bytes at the origin" % (st, fwd_head))
+    first = b"5\r\nhello\r\n"
+    since = cc.log_len(a.origin_log)
+    s = conn(a)
+    s.sendall(head + first)
+    time.sleep(0.3)
+    s.sendall(b"zz\r\nLEAKED\r\n0\r\n\r\n")
+    try:
+        r, st, h, body = response(s)
+        closed = r.closed_within(3)
+    except (EOFError, OSError) as e:
+        st, closed = 0, True
+        print("late-bad: %s" % e)
+    s.close()
+    check(st == 400 and closed, "late-bad: status %d, closed %s (want 400 and close)" % (st, closed))
+    m = wait_log(a.origin_log, r"request peer=(\d+) method=POST path=/owa/late ", since, 3)
+    m = m and wait_log(a.origin_log, r"close peer=%s bytes_in=(\d+) requests=1 " % m.group(1),
+                       since, 3)
+    got = int(m.group(1)) if m else -1
+    check(got == fwd_head + len(first),
+          "late-bad: backend connection closed with %d bytes = head %d + first chunk %d (the bad "
+          "chunk never sent)" % (got, fwd_head, len(first)))
 
 
 # --- smuggle straight to a backend ---------------------------------------------------------
