@@ -6,11 +6,16 @@
 #  - /owa/../ecp/default.aspx, /owa/%2e%2e/ecp/, /owa/..%5cecp/, /owa//x, /owa/%2F,
 #    /mapi/../rpc/: 400 and a close, origin saw nothing;
 #  - absolute-form http://h?/mapi/x (Host: h) does not take the /mapi route: 404;
-#    absolute-form naming another host than Host: 400;
+#    absolute-form naming another host (or port) than Host: 400; absolute-form ftp://, with
+#    userinfo, or without a Host header: 400;
+#  - more ambiguous targets, 400 and a close: %00, overlong UTF-8 %C0%AE, double-encoded
+#    %252e, a fragment, a literal backslash, "/./", "/.." at the root, %zz, a truncated %2,
+#    "GET *"; "OPTIONS *" has no route: 404;
 #  - byte accounting: the origin received exactly the bytes of the good requests sent after
 #    each refusal; its request count equals exshim's forwarded access lines;
 #  - /mapi/x and /RPC/RpcProxy.dll?srv:6001 are forwarded byte for byte; absolute-form with the
-#    same host reaches the origin in origin-form (GET /mapi/y);
+#    same host (also https://host:443, upper-case host) reaches the origin in origin-form;
+#    /owa/%7euser/%3a arrives canonical as /owa/~user/%3A;
 #  target_policy = "normalize":
 #  - /mapi/../rpc/x is routed to /rpc (access log backend=rpc_be, path=/rpc/x) and the origin
 #    receives the request line "GET /rpc/x HTTP/1.1"; /owa/./a/%2e%2e/b?q=%2e arrives as
@@ -49,10 +54,13 @@ cat "$T/plain.out"
 cat "$T/tls.out"
 [ "$rc" -eq 0 ] || fail "a request target was not refused as expected (see above)"
 check_accounting "$T/plain.out" "$T/tls.out"
-n=$(exshim_count 'rejected request: request target refused')
-[ "$n" -eq 12 ] || fail "exshim logged $n 'request target refused' lines, want 12 (6 x 2)"
+n400=$(cat "$T/plain.out" "$T/tls.out" | grep -c '^ok   refuse .* status=400 ')
+n=$(exshim_count 'rejected request: ')
+[ "$n" -eq "$n400" ] || fail "exshim logged $n 'rejected request' lines for $n400 refusals with 400"
+n=$(exshim_count 'rejected request: request target refused: (dot-segment|encoded dot|encoded backslash|empty segment|encoded slash)')
+[ "$n" -ge 14 ] || fail "exshim logged $n dot/slash target refusals, want >= 14 (7 x 2)"
 n=$(exshim_count 'rejected request: absolute-form target names another host than Host')
-[ "$n" -eq 2 ] || fail "exshim logged $n absolute-form host mismatches, want 2"
+[ "$n" -eq 4 ] || fail "exshim logged $n absolute-form host/port mismatches, want 4"
 n=$(exshim_count 'access sid=.* path=/\?/mapi/x status=404 .*backend=- ')
 [ "$n" -eq 2 ] || fail "absolute-form http://h?/mapi/x: $n access lines 'path=/?/mapi/x status=404 backend=-', want 2"
 "$PY" "$EC" target --policy strict --port "$(port_of plain)" || fail "strict positive routing cases"
@@ -68,4 +76,4 @@ grep -q 'request peer=[0-9]* method=GET path=/rpc/x version=HTTP/1.1' "$ORIGIN_L
 grep -Eq 'access sid=.* path=/ecp/default.aspx status=404 .*backend=-' "$EXSHIM_LOG" ||
     fail "normalize: /owa/../ecp/default.aspx not answered 404 by exshim"
 ! grep -q 'path=/ecp' "$ORIGIN_LOG" || fail "normalize: /ecp reached the origin"
-pass "strict: 6 ambiguous paths 400, no-route 404, absolute-form rules; normalize: routed on the repaired path"
+pass "strict: 20 ambiguous targets 400, no-route 404, absolute-form rules; normalize: routed on the repaired path"

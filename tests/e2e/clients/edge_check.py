@@ -21,7 +21,9 @@ if any check failed; every wait is bounded.
               X-Forwarded-For), sent as is; prints how many responses came back (--expect N)
   target      routing by the normalised path (--policy strict|normalize): statuses and the
               request line the origin received
-  conn-tokens headers named as the 17th and 30th token of Connection are not forwarded
+  conn-tokens headers named as the 17th and 30th token of Connection are not forwarded;
+              Content-Length, Transfer-Encoding and Host named there still are
+  hostver-good valid Host forms (and HTTP/1.0 without Host) are forwarded
   bare-lf     a bare LF before the request line: 400 and a close in under --max seconds
   maxheaders  --n header lines in one head get --want (200 forwarded, or 431)
   auth-pass   pass-through route: "Authorization: NTLM !!!!" reaches the origin unchanged
@@ -161,6 +163,22 @@ def table_target():
         ("dotdot-mapi-rpc", g(b"/mapi/../rpc/"), (400,), True),
         ("absolute-query-mapi", g(b"http://h?/mapi/x", b"Host: h\r\n"), (404,), False),
         ("absolute-other-host", g(b"http://evil.example/mapi/x"), (400,), True),
+        ("absolute-other-port", g(b"http://mail.contoso.test:8080/mapi/x"), (400,), True),
+        ("absolute-ftp", g(b"ftp://mail.contoso.test/mapi/x"), (400,), True),
+        ("absolute-userinfo", g(b"http://u@mail.contoso.test/mapi/x"), (400,), True),
+        ("absolute-no-host-header", b"GET http://mail.contoso.test/mapi/x HTTP/1.1\r\n\r\n",
+         (400,), True),
+        ("enc-nul", g(b"/owa/%00"), (400,), True),
+        ("overlong-utf8-dot", g(b"/owa/%C0%AE%C0%AE/ecp/"), (400,), True),
+        ("double-encoded-dot", g(b"/owa/%252e%252e/ecp/"), (400,), True),
+        ("fragment", g(b"/owa/x#frag"), (400,), True),
+        ("literal-backslash", g(b"/owa/..\\ecp/"), (400,), True),
+        ("dot-segment", g(b"/owa/./x"), (400,), True),
+        ("root-climb", g(b"/.."), (400,), True),
+        ("bad-escape", g(b"/owa/%zz"), (400,), True),
+        ("truncated-escape", g(b"/owa/%2"), (400,), True),
+        ("get-asterisk", g(b"*"), (400,), True),
+        ("options-asterisk-no-route", b"OPTIONS * HTTP/1.1\r\n" + H + b"\r\n", (404,), False),
     ]
 
 
@@ -175,7 +193,42 @@ def table_hostver():
         ("host-empty", b"GET /owa/x HTTP/1.1\r\nHost: \r\n\r\n", (400,), True),
         ("http10-te", b"POST /owa/x HTTP/1.0\r\n" + H +
          b"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", (400,), True),
+        ("http10-two-host", b"GET /owa/x HTTP/1.0\r\n" + H + H + b"\r\n", (400,), True),
+        ("host-userinfo", b"GET /owa/x HTTP/1.1\r\nHost: u@mail.contoso.test\r\n\r\n", (400,),
+         True),
+        ("host-port-0", b"GET /owa/x HTTP/1.1\r\nHost: mail.contoso.test:0\r\n\r\n", (400,),
+         True),
+        ("host-port-99999", b"GET /owa/x HTTP/1.1\r\nHost: mail.contoso.test:99999\r\n\r\n",
+         (400,), True),
+        ("host-empty-port", b"GET /owa/x HTTP/1.1\r\nHost: mail.contoso.test:\r\n\r\n", (400,),
+         True),
+        ("host-comma-list", b"GET /owa/x HTTP/1.1\r\nHost: a.test,b.test\r\n\r\n", (400,), True),
+        ("host-bad-ipv4", b"GET /owa/x HTTP/1.1\r\nHost: 999.1.1.1\r\n\r\n", (400,), True),
+        ("http11-te-identity", b"POST /owa/x HTTP/1.1\r\n" + H +
+         b"Transfer-Encoding: identity\r\n\r\n", (400,), True),
+        ("version-lowercase", b"GET /owa/x http/1.1\r\n" + H + b"\r\n", (400,), True),
+        ("http09-no-version", b"GET /owa/x\r\n\r\n", (400,), True),
+        ("http2-version", b"GET /owa/x HTTP/2.0\r\n" + H + b"\r\n", (505,), True),
     ]
+
+
+HOSTVER_GOOD = [
+    ("http10-no-host", b"GET /owa/x HTTP/1.0\r\n\r\n"),
+    ("host-with-port", b"GET /owa/x HTTP/1.1\r\nHost: mail.contoso.test:443\r\n\r\n"),
+    ("host-ipv6-literal", b"GET /owa/x HTTP/1.1\r\nHost: [::1]:8443\r\n\r\n"),
+    ("host-ipv4", b"GET /owa/x HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"),
+    ("host-underscore", b"GET /owa/x HTTP/1.1\r\nHost: exch_01.contoso.test\r\n\r\n"),
+    ("host-upper-case-name", b"GET /owa/x HTTP/1.1\r\nhOsT: mail.contoso.test\r\n\r\n"),
+]
+
+
+def cmd_hostver_good(a):
+    for name, data in HOSTVER_GOOD:
+        st, h, body, _ = request(a, data)
+        _, raw = cc.echo_parts(body)
+        host_in = data.split(b"\r\n")[1]
+        check(st == 200 and (not host_in or host_in in raw.split(b"\r\n")),
+              "valid %-22s forwarded: status %d" % (name, st))
 
 
 def table_auth2():
@@ -185,6 +238,12 @@ def table_auth2():
          b"Authorization: Negotiate " + NTLM_NEGOTIATE.encode() + b"\r\n\r\n", (400,), True),
         ("two-authorization-same", b"GET /ews/x HTTP/1.1\r\n" + H +
          b"Authorization: NTLM !!!!\r\nAuthorization: NTLM !!!!\r\n\r\n", (400,), True),
+        ("two-authorization-case", b"GET /ews/x HTTP/1.1\r\n" + H +
+         b"Authorization: NTLM a\r\nauthorization: NTLM b\r\n\r\n", (400,), True),
+        ("two-authorization-bridge-route", b"POST /mapi/emsmdb/ HTTP/1.1\r\n" + H +
+         b"Authorization: NTLM " + NTLM_NEGOTIATE.encode() + b"\r\n"
+         b"Authorization: NTLM " + NTLM_NEGOTIATE.encode() + b"\r\nContent-Length: 0\r\n\r\n",
+         (400,), True),
     ]
 
 
@@ -362,6 +421,13 @@ def cmd_target(a):
         check(st == 200 and first_line(body) == b"GET /mapi/y HTTP/1.1",
               "strict absolute-form same host: status %d, origin got origin-form %r"
               % (st, first_line(body)))
+        for t, want in ((b"https://mail.contoso.test:443/mapi/z", b"GET /mapi/z HTTP/1.1"),
+                        (b"http://MAIL.CONTOSO.TEST/mapi/w?q=1", b"GET /mapi/w?q=1 HTTP/1.1"),
+                        (b"/owa/%7euser/%3a", b"GET /owa/~user/%3A HTTP/1.1")):
+            st, h, body, _ = get(t)
+            check(st == 200 and first_line(body) == want,
+                  "strict %s: status %d, origin got %r (want %r)"
+                  % (t.decode(), st, first_line(body), want))
         st, h, body, _ = get(b"/RPC/RpcProxy.dll?srv:6001")
         check(st == 200 and first_line(body) == b"GET /RPC/RpcProxy.dll?srv:6001 HTTP/1.1",
               "strict /RPC (case-insensitive route), line byte for byte: %d %r"
@@ -396,6 +462,22 @@ def cmd_conn_tokens(a):
     for n in (b"x-hidden-17", b"x-hidden-30", b"x-tok-05", b"connection"):
         check(not any(l.lower().startswith(n + b":") for l in lines),
               "conn-tokens: %s not forwarded" % n.decode())
+    # framing headers and Host are never dropped, whatever Connection names
+    st, h, body, _ = request(a, b"POST /owa/conn-cl HTTP/1.1\r\n" + H +
+                             b"Connection: Content-Length, Host\r\nContent-Length: 5\r\n\r\nhello")
+    info, raw = cc.echo_parts(body)
+    lines = raw.split(b"\r\n")
+    check(st == 200 and b"Content-Length: 5" in lines and H.rstrip(b"\r\n") in lines and
+          info.get("body-length") == "5",
+          "Connection: Content-Length, Host: both still forwarded, body intact (%d, %s bytes)"
+          % (st, info.get("body-length")))
+    st, h, body, _ = request(a, b"POST /owa/conn-te HTTP/1.1\r\n" + H +
+                             b"Connection: Transfer-Encoding\r\nTransfer-Encoding: chunked\r\n\r\n"
+                             b"5\r\nhello\r\n0\r\n\r\n")
+    info, raw = cc.echo_parts(body)
+    check(st == 200 and b"Transfer-Encoding: chunked" in raw.split(b"\r\n") and
+          info.get("body-length") == "5",
+          "Connection: Transfer-Encoding: still forwarded, body intact (%d)" % st)
 
 
 # --- bare LF before the request line -------------------------------------------------------
