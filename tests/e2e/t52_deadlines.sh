@@ -7,6 +7,8 @@
 #    2000 ms" for them;
 #  - a keep-alive connection idle after a response is governed by idle_timeout: still open at
 #    2.5 s (past header_timeout), closed by 5 s, with no bytes sent;
+#  - on a keep-alive connection, a second head that trickles in (one byte every 0.3 s, after
+#    1 s idle) gets a 408 and a close 1.7..3 s after its first byte;
 #  - TLS: a client that connects and never sends a ClientHello, and one that sends half a
 #    ClientHello, are closed after handshake_timeout (0.7..1.9 s; log "TLS handshake not
 #    complete after 1000 ms"); a client that completes the handshake and sends nothing is
@@ -39,6 +41,8 @@ n=$(exshim_count 'request head not complete after 2000 ms, closing')
 [ "$(origin_count '^accept peer=')" -eq 0 ] || fail "a trickled head reached the origin"
 
 "$PY" "$EC" idle --port "$PLAIN" --open-at 2.5 --min 2.5 --max 5 || fail "idle keep-alive connection not governed by idle_timeout"
+"$PY" "$EC" second-head --port "$PLAIN" --open-at 1.0 --interval 0.3 --min 1.7 --max 3.0 ||
+    fail "a trickled second head on a keep-alive connection was not cut at header_timeout"
 
 "$PY" "$EC" tls-stall --port "$TLS" --mode none --min 0.7 --max 1.9 || fail "TLS client without ClientHello not closed at handshake_timeout"
 "$PY" "$EC" tls-stall --port "$TLS" --mode half --min 0.7 --max 1.9 || fail "TLS client with half a ClientHello not closed at handshake_timeout"

@@ -6,6 +6,9 @@
 #  - origin answers chunked with an invalid chunk size, with LF-only chunk lines, with "8\rX"
 #    framing: the client gets a 502 status line (not an empty reply), none of the "LEAKED-"
 #    bytes, and a close; exshim logs "bad chunked framing in response" for each;
+#  - head-level faults get a 502 too: Content-Length with Transfer-Encoding, two
+#    Content-Length, LF-only head lines, and a Content-Length trailer after a valid chunk;
+#    a valid chunked response with "8;ext=1" and an X-Trailer is relayed byte for byte;
 #  - a response whose first chunk is valid and whose second chunk (sent 0.5 s later) is bad:
 #    the client receives the head and the first chunk, never the bad bytes, and the connection
 #    closes; the log names the reason ("bad chunked framing in response (...); closing the
@@ -37,6 +40,11 @@ done
 "$PY" "$EC" badresp --port "$TLS" --tls --kind size || fail "broken response (size, TLS) not turned into a 502"
 n=$(exshim_count 'backend origin: bad chunked framing in response \(')
 [ "$n" -ge 4 ] || fail "want >= 4 'bad chunked framing in response' lines, got $n"
+for k in cl-te two-cl head-lf trailer-cl; do
+    "$PY" "$EC" badresp --port "$PLAIN" --kind "$k" || fail "invalid response ($k) not turned into a 502"
+done
+[ "$(exshim_count 'backend origin: invalid response: ')" -eq 3 ] || fail "want 3 'invalid response' log lines (cl-te, two-cl, head-lf)"
+"$PY" "$EC" badresp --port "$PLAIN" --kind good-ext || fail "a valid chunked response with an extension and a trailer was not relayed"
 "$PY" "$EC" badresp --port "$PLAIN" --kind second --delay 0.5 --origin-log "$ORIGIN_LOG" || fail "bad second chunk relayed or connection kept"
 "$PY" "$EC" badresp --port "$TLS" --tls --kind second --delay 0.5 --origin-log "$ORIGIN_LOG" || fail "bad second chunk relayed or connection kept (TLS)"
 n=$(exshim_count 'backend origin: bad chunked framing in response \(.*\); closing the client connection')

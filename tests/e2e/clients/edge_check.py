@@ -40,6 +40,8 @@ if any check failed; every wait is bounded.
               guard = false passes an attack
   trickle     --n connections send a head one byte every --interval s: all closed (408 when
               readable) within --max seconds of their connect
+  second-head a keep-alive connection's second head trickles in after --open-at s idle: 408 and
+              a close --min..--max s after its first byte
   idle        one request, then silence: open after --open-at s, closed by --max s
   tls-stall   --mode none|half|done: no ClientHello, half a ClientHello, a finished
               handshake and no request; closed between --min and --max seconds
@@ -682,12 +684,13 @@ def cmd_badresp(a):
     s = conn(a)
     s.sendall(b"GET /bad-resp?kind=%s&delay=%g HTTP/1.1\r\n" % (a.kind.encode(), a.delay) + H +
               b"\r\n")
-    s.settimeout(a.delay + 5)
+    limit = 1.0 if a.kind == "good-ext" else a.delay + 5  # good-ext: the origin keeps it open
+    s.settimeout(limit)
     data = b""
     t0 = time.time()
     eof = False
     try:
-        while time.time() - t0 < a.delay + 5:
+        while time.time() - t0 < limit:
             d = s.recv(65536)
             if not d:
                 eof = True
@@ -699,6 +702,12 @@ def cmd_badresp(a):
     t_eof = time.time()
     s.close()
     check(b"LEAKED" not in data, "badresp %s: no bad bytes relayed (got %r)" % (a.kind, data[-80:]))
+    if a.kind == "good-ext":
+        head, _, rest = data.partition(b"\r\n\r\n")
+        check(head.startswith(b"HTTP/1.1 200 ") and
+              rest == b"8;ext=1\r\nGOODDATA\r\n0\r\nX-Trailer: ok\r\n\r\n",
+              "badresp good-ext: valid extension and trailer relayed byte for byte: %r" % rest)
+        return
     if a.kind == "second":
         head, _, rest = data.partition(b"\r\n\r\n")
         check(head.startswith(b"HTTP/1.1 200 ") and rest == b"8\r\nGOODDATA\r\n",
@@ -857,6 +866,46 @@ def cmd_trickle(a):
           % (a.min, min(lat or [0])))
     check(n_other == 0, "trickle: everything readable is a 408 (%d other)" % n_other)
     check(n408 > 0, "trickle: 408 status lines read (%d)" % n408)
+
+
+def cmd_second_head(a):
+    """A keep-alive connection's second head trickles in: header_timeout counts from its first
+    byte, so it is closed with a 408 header_timeout after that byte."""
+    s = conn(a)
+    s.sendall(b"GET /owa/first HTTP/1.1\r\n" + H + b"\r\n")
+    r, st, h, body = response(s)
+    check(st == 200, "second-head: first request %d" % st)
+    time.sleep(a.open_at)  # idle between requests: not counted in the head deadline
+    head = b"GET /owa/second HTTP/1.1\r\n" + H + b"X-Slow: " + b"s" * 100
+    t0 = time.time()
+    s.setblocking(False)
+    i = 0
+    data = b""
+    eof = False
+    while time.time() - t0 < a.max + 1 and not eof:
+        try:
+            s.send(head[i:i + 1])
+            i += 1
+        except OSError:
+            pass
+        end = time.time() + a.interval
+        while time.time() < end:
+            rr, _, _ = select.select([s], [], [], max(0.0, end - time.time()))
+            if not rr:
+                continue
+            try:
+                d = s.recv(4096)
+            except OSError:
+                d = b""
+            if not d:
+                eof = True
+                break
+            data += d
+    dt = time.time() - t0
+    s.close()
+    check(eof and a.min <= dt <= a.max and data.startswith(b"HTTP/1.1 408 "),
+          "second-head: 408 %s and close %.2fs after its first byte (want %.1f..%.1f), %d bytes "
+          "sent" % (data.startswith(b"HTTP/1.1 408 "), dt, a.min, a.max, i))
 
 
 def cmd_idle(a):
