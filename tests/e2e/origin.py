@@ -19,10 +19,10 @@ One thread per accepted connection. Behaviour is chosen per request:
   /slow                read the request, never answer
   /truncate            200 with Content-Length 100000 but only 1000 body bytes, then close
   /headers             fixed response headers with odd case and a fixed order
-  /close-after         200 with Content-Length and keep-alive (no Connection: close), then
+  .../close-after      (anywhere in the path) 200 with Content-Length and keep-alive (no Connection: close), then
                        sleep ?ms=N (default 200) milliseconds and close the socket; logs
                        "close_after peer=P closing" just before the close
-  /bad-resp            a 200 whose framing is broken, chosen by ?kind=:
+  .../bad-resp         (anywhere in the path) a 200 whose framing is broken, chosen by ?kind=:
                          size    "zz" as the first chunk size
                          lf      LF-only chunk lines ("8\\nLEAKED-2\\n0\\n\\n")
                          crx     "8\\rX" after the size
@@ -463,10 +463,10 @@ class Conn:
                 p = req.path
                 if p.startswith("/chunked-delay"):
                     keep = self.do_chunked_delay(req)
-                elif p.startswith("/close-after"):
+                elif "/close-after" in p:
                     self.do_close_after(req)
                     return
-                elif p.startswith("/bad-resp"):
+                elif "/bad-resp" in p:
                     self.do_bad_resp(req)
                     return
                 elif p.startswith("/slow"):

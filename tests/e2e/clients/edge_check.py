@@ -36,7 +36,8 @@ if any check failed; every wait is bounded.
   badresp     origin /bad-resp?kind=K: a 502 (size/lf/crx), or the head and first chunk then a
               close (second); never the "LEAKED-" bytes
   guard       one attack per exploit-guard rule: 403 naming the rule (--attacks-only: just
-              these); legitimate Exchange requests pass; --open-path: a route with
+              these; --policy normalize: the dot-segment attacks for that policy);
+              legitimate Exchange requests pass; --open-path: a route with
               guard = false passes an attack
   trickle     --n connections send a head one byte every --interval s: all closed (408 when
               readable) within --max seconds of their connect
@@ -755,6 +756,32 @@ GUARD_ATTACKS = [
     ("EXG-007", b"POST /ecp/x.js HTTP/1.1\r\n" + H +
      b"Cookie: X-BEResource=a]@exch01:444/ecp/proxyLogon.ecp#~1941997017\r\n"
      b"Content-Length: 0\r\n\r\n"),
+    # evasions: case, %u, '+', trailing dot, encoded letters, long targets, cookie/header case
+    ("EXG-000", b"GET /owa/" + b"a" * 9000 + b" HTTP/1.1\r\n" + H + b"\r\n"),
+    ("EXG-000", b"GET /owa/?q=" + b"a" * 9000 + b" HTTP/1.1\r\n" + H + b"\r\n"),
+    ("EXG-001", b"GET /Autodiscover/AutoDiscover.JSON?@x.com/PowerShell HTTP/1.1\r\n" + H +
+     b"\r\n"),
+    ("EXG-001", b"GET /autodiscover/autodiscover.json?@x.com/%u0050owershell HTTP/1.1\r\n" + H +
+     b"\r\n"),
+    ("EXG-001", b"GET /autodiscover/autodiscover.xml?x=/powershell HTTP/1.1\r\n" + H + b"\r\n"),
+    ("EXG-002", b"GET /autodiscover/autodiscover.json?%2540x.com/mapi/nspi HTTP/1.1\r\n" + H +
+     b"\r\n"),
+    ("EXG-003", b"GET /owa/m%40x.com/PowerShell./ HTTP/1.1\r\n" + H + b"\r\n"),
+    ("EXG-003", b"GET /owa/x/%70owershell HTTP/1.1\r\n" + H + b"\r\n"),
+    ("EXG-004", b"GET /PowerShell/ HTTP/1.1\r\n" + H + b"\r\n"),
+    ("EXG-005", b"GET /ews/x?%58-Rps-CAT=1 HTTP/1.1\r\n" + H + b"\r\n"),
+    ("EXG-006", b"GET /owa/ HTTP/1.1\r\n" + H + b"x-isfromcafe: 1\r\n\r\n"),
+    ("EXG-007", b"GET /ecp/y.js HTTP/1.1\r\n" + H +
+     b"Cookie: a=b, x-beresource=h/ecp/y~1\r\n\r\n"),
+]
+
+# Under target_policy = "normalize" the guard sees the repaired path.
+GUARD_NORMALIZE_ATTACKS = [
+    ("EXG-004", b"GET /owa/../powershell HTTP/1.1\r\n" + H + b"\r\n"),
+    ("EXG-004", b"GET /owa/..%5cPowerShell/ HTTP/1.1\r\n" + H + b"\r\n"),
+    ("EXG-001", b"GET /owa/%2e%2e/autodiscover/autodiscover.json?@x.com/powershell HTTP/1.1\r\n" +
+     H + b"\r\n"),
+    ("EXG-003", b"GET /ecp/./m%40x.com//powershell HTTP/1.1\r\n" + H + b"\r\n"),
 ]
 
 GUARD_LEGIT = [
@@ -774,7 +801,7 @@ GUARD_LEGIT = [
 
 
 def cmd_guard(a):
-    for rule, data in GUARD_ATTACKS:
+    for rule, data in (GUARD_NORMALIZE_ATTACKS if a.policy == "normalize" else GUARD_ATTACKS):
         try:
             st, h, body, closed = request(a, data)
         except (EOFError, OSError) as e:
