@@ -13,8 +13,10 @@
 #  - backend closes its keep-alive connection ~200 ms after a 200 (origin /close-after):
 #    after a request with "Authorization: NTLM <token>" (pass-through) exshim closes the client
 #    connection within 2 s of the backend's close and logs "closing the client connection so
-#    it authenticates again" (plain and TLS); without Authorization the client connection stays
-#    open and its next request is answered on a new backend connection.
+#    it authenticates again" (plain and TLS; also Negotiate, and NTLM on the bridge route);
+#    without Authorization, and with Basic (which authenticates the request, not the
+#    connection), the client connection stays open and its next request is answered on a new
+#    backend connection.
 . "$(dirname "$0")/lib.sh"
 . "$E2E_DIR/edge.sh"
 [ -x "$EXSHIM" ] || skip "$EXSHIM not built"
@@ -51,9 +53,12 @@ n400=$(cat "$T/plain.out" "$T/tls.out" | grep -c '^ok   refuse .* status=400 ')
 
 "$PY" "$EC" authclose --port "$PLAIN" --auth --origin-log "$ORIGIN_LOG" || fail "authenticated client not closed after the backend closed (plain)"
 "$PY" "$EC" authclose --port "$TLS" --tls --auth --origin-log "$ORIGIN_LOG" || fail "authenticated client not closed after the backend closed (TLS)"
+"$PY" "$EC" authclose --port "$PLAIN" --auth --scheme Negotiate --origin-log "$ORIGIN_LOG" || fail "Negotiate-authenticated client not closed after the backend closed"
+"$PY" "$EC" authclose --port "$PLAIN" --auth --path /mapi --origin-log "$ORIGIN_LOG" || fail "bridged NTLM client not closed after the backend closed"
 n=$(exshim_count 'closed an authenticated connection; closing the client connection so it authenticates again')
-[ "$n" -eq 2 ] || fail "want 2 'closing the client connection so it authenticates again' lines, got $n"
+[ "$n" -eq 4 ] || fail "want 4 'closing the client connection so it authenticates again' lines, got $n"
 "$PY" "$EC" authclose --port "$PLAIN" --origin-log "$ORIGIN_LOG" || fail "anonymous client connection did not survive the backend's close"
-[ "$(exshim_count 'closing the client connection so it authenticates again')" -eq 2 ] || fail "an anonymous connection was closed as authenticated"
+"$PY" "$EC" authclose --port "$PLAIN" --scheme Basic --origin-log "$ORIGIN_LOG" || fail "Basic-authenticated client connection did not survive the backend's close"
+[ "$(exshim_count 'closing the client connection so it authenticates again')" -eq 4 ] || fail "an anonymous or Basic connection was closed as authenticated"
 grep -Eq 'TlRMTVNT|!!!!' "$EXSHIM_LOG" && fail "a token reached exshim's log"
 pass "unparseable token passes, duplicate Authorization refused, bridge in place, authenticated backend close mirrored"

@@ -3,6 +3,7 @@
 #  - a POST with a 3000-byte Content-Length body followed by shutdown(SHUT_WR) gets its full
 #    response (200, the origin saw all 3000 body bytes), then the connection closes: plain
 #    listener, TLS listener (bare TCP FIN), TLS listener with close_notify before the FIN;
+#    the same with a chunked body (plain, TLS);
 #  - origin answers chunked with an invalid chunk size, with LF-only chunk lines, with "8\rX"
 #    framing: the client gets a 502 status line (not an empty reply), none of the "LEAKED-"
 #    bytes, and a close; exshim logs "bad chunked framing in response" for each;
@@ -33,6 +34,8 @@ TLS=$(port_of tls)
 "$PY" "$EC" halfclose --port "$PLAIN" || fail "half-closed plain client did not get its full response"
 "$PY" "$EC" halfclose --port "$TLS" --tls || fail "half-closed TLS client did not get its full response"
 "$PY" "$EC" halfclose --port "$TLS" --tls --close-notify || fail "TLS client (close_notify + FIN) did not get its full response"
+"$PY" "$EC" halfclose --port "$PLAIN" --chunked || fail "half-closed plain client (chunked body) did not get its full response"
+"$PY" "$EC" halfclose --port "$TLS" --tls --chunked || fail "half-closed TLS client (chunked body) did not get its full response"
 
 for k in size lf crx; do
     "$PY" "$EC" badresp --port "$PLAIN" --kind "$k" || fail "broken response ($k) not turned into a 502"

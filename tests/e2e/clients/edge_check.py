@@ -28,11 +28,12 @@ if any check failed; every wait is bounded.
   maxheaders  --n header lines in one head get --want (200 forwarded, or 431)
   auth-pass   pass-through route: "Authorization: NTLM !!!!" reaches the origin unchanged
   auth-bridge bridge route: NTLM <type 1> arrives as Negotiate <same>, in the same place
-  authclose   backend closes its keep-alive connection ~200 ms after a 200: with --auth the
-              client connection is closed within 2 s of that; without, the next request is
+  authclose   backend closes its keep-alive connection ~200 ms after a 200 (GET --path +
+              /close-after): with --auth (--scheme NTLM or Negotiate) the client connection is
+              closed within 2 s of that; without, or with --scheme Basic, the next request is
               answered on a new backend connection
-  halfclose   POST with a Content-Length body, then shutdown(SHUT_WR): full response, then
-              the connection closes (plain, or TLS with --tls)
+  halfclose   POST with a Content-Length (--chunked: chunked) body, then shutdown(SHUT_WR):
+              full response, then the connection closes (plain, or TLS with --tls)
   badresp     origin /bad-resp?kind=K: a 502 (size/lf/crx), or the head and first chunk then a
               close (second); never the "LEAKED-" bytes
   guard       one attack per exploit-guard rule: 403 naming the rule (--attacks-only: just
@@ -557,8 +558,11 @@ def wait_log(path, pattern, since, limit):
 def cmd_authclose(a):
     since = cc.log_len(a.origin_log)
     s = conn(a)
-    auth = b"Authorization: NTLM " + NTLM_NEGOTIATE.encode() + b"\r\n" if a.auth else b""
-    s.sendall(b"GET /close-after?ms=200 HTTP/1.1\r\n" + H + auth + b"\r\n")
+    auth = (b"Authorization: " + a.scheme.encode() + b" " +
+            (b"dXNlcjpwYXNz" if a.scheme == "Basic" else NTLM_NEGOTIATE.encode()) + b"\r\n"
+            if a.auth or a.scheme == "Basic" else b"")
+    s.sendall(b"GET " + a.path.encode() + b"/close-after?ms=200 HTTP/1.1\r\n" + H + auth +
+              b"\r\n")
     r, st, h, body = response(s)
     peer1 = cc.hget(cc.parse_headers(h), "x-origin-peer")
     check(st == 200, "authclose: first response %d" % st)
@@ -579,8 +583,8 @@ def cmd_authclose(a):
             st, h2, body2 = r.response()
             peer2 = cc.hget(cc.parse_headers(h2), "x-origin-peer")
             check(st == 200 and peer2 is not None and peer2 != peer1,
-                  "anonymous: next request answered %d on a new backend connection (%s -> %s)"
-                  % (st, peer1, peer2))
+                  "not connection-authenticated (%s): next request answered %d on a new backend connection (%s -> %s)"
+                  % (a.scheme if a.scheme == "Basic" else "no Authorization", st, peer1, peer2))
         except (EOFError, OSError) as e:
             check(False, "anonymous: connection closed after the backend's close: %s" % e)
     s.close()
@@ -620,6 +624,9 @@ def cmd_halfclose(a):
     body = b"x" * 3000
     req = (b"POST /echo/half HTTP/1.1\r\n" + H + b"Content-Length: %d\r\n\r\n" % len(body) +
            body)
+    if a.chunked:
+        req = (b"POST /echo/half HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\n" +
+               b"%x\r\n" % len(body) + body + b"\r\n0\r\n\r\n")
     t0 = time.time()
     data = b""
     eof = False
@@ -674,8 +681,9 @@ def cmd_halfclose(a):
     complete = cl is not None and len(rest) == int(cl.group(1))
     info, _ = cc.echo_parts(rest) if complete else ({}, b"")
     check(st == 200 and complete and info.get("body-length") == str(len(body)),
-          "half-close%s%s: status %d, full response %s (origin got %s of %d body bytes)"
-          % (" TLS" if a.tls else "", " +close_notify" if a.close_notify else "", st, complete,
+          "half-close%s%s%s: status %d, full response %s (origin got %s of %d body bytes)"
+          % (" TLS" if a.tls else "", " +close_notify" if a.close_notify else "",
+             " chunked" if a.chunked else "", st, complete,
              info.get("body-length"), len(body)))
     check(eof and dt < 4, "half-close: connection closed after the response (%.2fs)" % dt)
 
@@ -1059,7 +1067,9 @@ def main():
     ap.add_argument("--want", type=int, default=200)
     ap.add_argument("--origin-log")
     ap.add_argument("--auth", action="store_true")
+    ap.add_argument("--scheme", default="NTLM")
     ap.add_argument("--close-notify", action="store_true")
+    ap.add_argument("--chunked", action="store_true")
     ap.add_argument("--kind", default="size")
     ap.add_argument("--delay", type=float, default=0.5)
     ap.add_argument("--open-path")
