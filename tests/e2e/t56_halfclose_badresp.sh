@@ -4,6 +4,9 @@
 #    response (200, the origin saw all 3000 body bytes), then the connection closes: plain
 #    listener, TLS listener (bare TCP FIN), TLS listener with close_notify before the FIN;
 #    the same with a chunked body (plain, TLS);
+#  - two GETs sent whole in one write (the first answered over 0.5 s by /chunked-delay), then
+#    shutdown(SHUT_WR): both are answered, then the connection closes; on a fresh connection
+#    and on one whose backend connection is already open (a request before);
 #  - origin answers chunked with an invalid chunk size, with LF-only chunk lines, with "8\rX"
 #    framing: the client gets a 502 status line (not an empty reply), none of the "LEAKED-"
 #    bytes, and a close; exshim logs "bad chunked framing in response" for each;
@@ -52,4 +55,6 @@ done
 "$PY" "$EC" badresp --port "$TLS" --tls --kind second --delay 0.5 --origin-log "$ORIGIN_LOG" || fail "bad second chunk relayed or connection kept (TLS)"
 n=$(exshim_count 'backend origin: bad chunked framing in response \(.*\); closing the client connection')
 [ "$n" -eq 2 ] || fail "want 2 mid-body 'bad chunked framing ... closing the client connection' lines, got $n"
+"$PY" "$EC" halfclose-pipeline --port "$PLAIN" || fail "half-close after two pipelined requests (fresh connection): one was not answered"
+"$PY" "$EC" halfclose-pipeline --port "$PLAIN" --warm || fail "half-close after two pipelined requests (backend already connected): one was not answered"
 pass "half-closed clients get their full response; broken chunked responses: 502 or a cut after the good chunk, bad bytes never relayed"

@@ -34,6 +34,8 @@ if any check failed; every wait is bounded.
               answered on a new backend connection
   halfclose   POST with a Content-Length (--chunked: chunked) body, then shutdown(SHUT_WR):
               full response, then the connection closes (plain, or TLS with --tls)
+  halfclose-pipeline  two requests in one write (the first answered slowly), then
+              shutdown(SHUT_WR): both answered, then a close (--warm: backend already open)
   badresp     origin /bad-resp?kind=K: a 502 (size/lf/crx), or the head and first chunk then a
               close (second); never the "LEAKED-" bytes
   guard       one attack per exploit-guard rule: 403 naming the rule (--attacks-only: just
@@ -688,6 +690,34 @@ def cmd_halfclose(a):
     check(eof and dt < 4, "half-close: connection closed after the response (%.2fs)" % dt)
 
 
+def cmd_halfclose_pipeline(a):
+    """Two requests sent whole in one write, the first answered slowly (/chunked-delay), then
+    shutdown(SHUT_WR): both are answered, then the connection closes. --warm: one request
+    first, so the backend connection is already open when the pair arrives."""
+    g = lambda p: b"GET " + p + b" HTTP/1.1\r\n" + H + b"\r\n"  # noqa: E731
+    s = socket.create_connection(("127.0.0.1", a.port), timeout=5)
+    r = cc.Reader(s)
+    if a.warm:
+        s.sendall(g(b"/echo/warm"))
+        st, h, body = r.response()
+        check(st == 200, "half-close pipeline: warm-up request %d" % st)
+    s.sendall(g(b"/chunked-delay?delay=0.5") + g(b"/echo/second"))
+    s.shutdown(socket.SHUT_WR)
+    got = []
+    try:
+        for _ in range(2):
+            st, h, body = r.response()
+            got.append((st, body[:40]))
+    except (EOFError, OSError, ValueError) as e:
+        print("half-close pipeline: reading stopped: %s" % (str(e) or type(e).__name__))
+    closed = r.closed_within(3)
+    s.close()
+    check(len(got) == 2 and all(g_[0] == 200 for g_ in got),
+          "half-close pipeline%s: both requests sent before the FIN answered: %d response(s) %s"
+          % (" (warm backend)" if a.warm else "", len(got), [g_[0] for g_ in got]))
+    check(closed, "half-close pipeline: connection closed after the responses")
+
+
 # --- broken responses ----------------------------------------------------------------------
 def cmd_badresp(a):
     s = conn(a)
@@ -1070,6 +1100,7 @@ def main():
     ap.add_argument("--scheme", default="NTLM")
     ap.add_argument("--close-notify", action="store_true")
     ap.add_argument("--chunked", action="store_true")
+    ap.add_argument("--warm", action="store_true")
     ap.add_argument("--kind", default="size")
     ap.add_argument("--delay", type=float, default=0.5)
     ap.add_argument("--open-path")
