@@ -66,6 +66,16 @@ wait_origin_closed() {
 # exactly those bytes (nothing of any refused request, not a byte more), served exactly G
 # requests, and exshim's access log must count the same G forwarded requests (backend set)
 # and R refusals answered by exshim itself (backend=-).
+# accounting_mark: later check_accounting calls count only what happens after this point
+# (same exshim instance).
+accounting_mark() {
+    wait_origin_closed 5 || fail "backend connections left open"
+    ACC_REQS=$(origin_count '^request peer=')
+    ACC_BYTES=$(origin_bytes_in)
+    ACC_FWD=$(exshim_count '^.*access sid=.* backend=[^-]')
+    ACC_LOCAL=$(exshim_count '^.*access sid=.* status=(400|403|404|408|431|505) .*backend=- ')
+}
+
 check_accounting() {
     local r=0 g=0 b=0 f x y z
     for f in "$@"; do
@@ -75,11 +85,11 @@ check_accounting() {
     done
     wait_origin_closed 5 || fail "backend connections left open"
     local reqs bytes fwd local_n
-    reqs=$(origin_count '^request peer=')
-    bytes=$(origin_bytes_in)
-    fwd=$(exshim_count '^.*access sid=.* backend=[^-]')
-    local_n=$(exshim_count '^.*access sid=.* status=(400|403|404|408|431|505) .*backend=- ')
-    [ "$reqs" -eq "$g" ] || { grep '^request' "$ORIGIN_LOG"; fail "origin served $reqs requests, the client sent $g good ones (desync: a refused request reached it)"; }
+    reqs=$(( $(origin_count '^request peer=') - ${ACC_REQS:-0} ))
+    bytes=$(( $(origin_bytes_in) - ${ACC_BYTES:-0} ))
+    fwd=$(( $(exshim_count '^.*access sid=.* backend=[^-]') - ${ACC_FWD:-0} ))
+    local_n=$(( $(exshim_count '^.*access sid=.* status=(400|403|404|408|431|505) .*backend=- ') - ${ACC_LOCAL:-0} ))
+    [ "$reqs" -eq "$g" ] || { grep '^request' "$ORIGIN_LOG"; fail "origin served $reqs requests, the client sent $g good ones (a refused request reached it)"; }
     [ "$bytes" -eq "$b" ] || { grep '^close' "$ORIGIN_LOG"; fail "origin received $bytes bytes, the $g good requests account for $b: $((bytes - b)) bytes of refused requests reached it"; }
     [ "$fwd" -eq "$reqs" ] || fail "exshim's access log counts $fwd forwarded requests, the origin $reqs"
     [ "$local_n" -eq "$r" ] || fail "exshim's access log counts $local_n local refusals, the client saw $r"

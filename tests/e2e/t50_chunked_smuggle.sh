@@ -19,6 +19,9 @@
 #    write are two requests for both exshim and the origin, the forged header replaced; a bad
 #    chunk arriving 0.3 s after the head and a valid chunk went out gets 400, and the backend
 #    connection is closed holding exactly that head and chunk;
+#  - a bad second chunk, a bad CRLF after chunk data and a missing final CRLF behind a
+#    30000-byte first chunk, sent whole: 400 and a close, and the origin again saw zero bytes
+#    (plain, then TLS, where the request spans two TLS records);
 #  - Debian's nginx as the backend: the "40;\n" smuggle sent straight to nginx makes it log TWO
 #    requests (the hidden one with X-Forwarded-For 6.6.6.6): the attack is real there; through
 #    exshim the same bytes get 400 and nginx logs ZERO; a good request through exshim still
@@ -94,4 +97,17 @@ curl -s --max-time 5 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$(port_of 
 sleep 0.3
 [ "$(nginx_count '^REQ GET /owa/good HTTP/1.1 xff=127\.0\.0\.1 status=200')" -eq 1 ] ||
     { cat "$NGINX_LOG"; fail "nginx did not log the good request"; }
+# the same defects behind a 30000-byte first chunk (one write, < 64 KiB, but two TLS records)
+EXSHIM_LOG=$T/exshim.log # back to the origin instance (PLAIN, TLS)
+accounting_mark
+stop_big=0
+"$PY" "$EC" table --set chunked-big --port "$PLAIN" >"$T/bigplain.out" 2>&1 || stop_big=1
+cat "$T/bigplain.out"
+[ "$stop_big" -eq 0 ] || fail "a 30 KB broken chunked body was not refused (plain)"
+check_accounting "$T/bigplain.out"
+accounting_mark
+"$PY" "$EC" table --set chunked-big --port "$TLS" --tls >"$T/bigtls.out" 2>&1 || stop_big=1
+cat "$T/bigtls.out"
+[ "$stop_big" -eq 0 ] || fail "a 30 KB broken chunked body was not refused (TLS)"
+check_accounting "$T/bigtls.out"
 pass "$ncases broken chunked bodies x 2 listeners: 400 + close, origin saw 0 bytes of them; nginx: smuggle real directly (2 requests), 0 through exshim"

@@ -6,7 +6,8 @@
 Every request is sent whole, in one write. Each subcommand prints one line per check and exits 1
 if any check failed; every wait is bounded.
 
-  table       a table of refused requests (--set chunked|target|hostver|auth2|misc): each on its
+  table       a table of refused requests (--set chunked|chunked-big|target|hostver|auth2|misc):
+              each on its
               own connection gets its expected status (and a close where the table says so);
               after each one, a good request on a new connection (--good-path, Connection:
               close) whose echo tells how many head bytes the origin received. Ends with
@@ -260,7 +261,20 @@ def table_misc():
     ]
 
 
-TABLES = {"chunked": table_chunked, "target": table_target, "hostver": table_hostver,
+def table_chunked_big():
+    """The same defects behind a 30000-byte first chunk: still sent whole in one write, still
+    under max_header_bytes and high_water (64 KiB), but more than one TLS record."""
+    c = CH()
+    big = b"7530\r\n" + b"a" * 30000
+    return [
+        ("big-then-bad-second-chunk", c + big + b"\r\nzz\r\nworld\r\n0\r\n\r\n", (400,), True),
+        ("big-then-bad-crlf", c + big + b"XY0\r\n\r\n", (400,), True),
+        ("big-then-missing-final-crlf", c + big + b"\r\n0\r\n" + b"GET /owa/next HTTP/1.1\r\n" +
+         H + b"\r\n", (400,), True),
+    ]
+
+
+TABLES = {"chunked-big": table_chunked_big, "chunked": table_chunked, "target": table_target, "hostver": table_hostver,
           "auth2": table_auth2, "misc": table_misc}
 
 
