@@ -15,7 +15,8 @@
 #    each refusal; its request count equals exshim's forwarded access lines;
 #  - /mapi/x and /RPC/RpcProxy.dll?srv:6001 are forwarded byte for byte; absolute-form with the
 #    same host (also https://host:443, upper-case host) reaches the origin in origin-form;
-#    /owa/%7euser/%3a arrives canonical as /owa/~user/%3A;
+#    /owa/%7euser/%3a arrives canonical as /owa/~user/%3A; after a 404 the connection stays
+#    and serves the next request;
 #  target_policy = "normalize":
 #  - /mapi/../rpc/x is routed to /rpc (access log backend=rpc_be, path=/rpc/x) and the origin
 #    receives the request line "GET /rpc/x HTTP/1.1"; /owa/./a/%2e%2e/b?q=%2e arrives as

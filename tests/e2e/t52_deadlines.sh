@@ -10,7 +10,8 @@
 #  - on a keep-alive connection, a second head that trickles in (one byte every 0.3 s, after
 #    1 s idle) gets a 408 and a close 1.7..3 s after its first byte;
 #  - TLS: a client that connects and never sends a ClientHello, and one that sends half a
-#    ClientHello, are closed after handshake_timeout (0.7..1.9 s; log "TLS handshake not
+#    ClientHello, and one that trickles its ClientHello a byte every 0.1 s, are closed after
+#    handshake_timeout (0.7..1.9 s; log "TLS handshake not
 #    complete after 1000 ms"); a client that completes the handshake and sends nothing is
 #    closed by the head deadline instead (1.5..3.5 s), not the handshake one.
 . "$(dirname "$0")/lib.sh"
@@ -46,7 +47,8 @@ n=$(exshim_count 'request head not complete after 2000 ms, closing')
 
 "$PY" "$EC" tls-stall --port "$TLS" --mode none --min 0.7 --max 1.9 || fail "TLS client without ClientHello not closed at handshake_timeout"
 "$PY" "$EC" tls-stall --port "$TLS" --mode half --min 0.7 --max 1.9 || fail "TLS client with half a ClientHello not closed at handshake_timeout"
+"$PY" "$EC" tls-stall --port "$TLS" --mode trickle --min 0.7 --max 1.9 || fail "TLS client trickling its ClientHello not closed at handshake_timeout"
 n=$(exshim_count 'TLS handshake not complete after 1000 ms, closing')
-[ "$n" -eq 2 ] || fail "exshim logged $n handshake-deadline closes, want 2"
+[ "$n" -eq 3 ] || fail "exshim logged $n handshake-deadline closes, want 3"
 "$PY" "$EC" tls-stall --port "$TLS" --mode done --min 1.5 --max 3.5 || fail "TLS client with a finished handshake and no request"
 pass "200 trickling heads closed by the head deadline; idle_timeout between requests; TLS handshake deadline"

@@ -9,6 +9,7 @@
 #  - valid forms pass: HTTP/1.0 without Host, Host with a port, [::1]:8443, 127.0.0.1, an
 #    underscore, a lower/upper-case header name;
 #  - a bare LF before the request line: 400 and a close in under 1 s (header_timeout is 10 s);
+#    also where a keep-alive connection's second request begins;
 #  - byte accounting: the origin received exactly the bytes of the good requests sent after
 #    each refusal, nothing of the refused ones; origin requests = exshim forwarded lines;
 #  - headers named as the 17th and the 30th token of Connection (and the 5th) are not
@@ -45,6 +46,7 @@ cat "$T/tls.out"
 check_accounting "$T/plain.out" "$T/tls.out"
 "$PY" "$EC" bare-lf --port "$PLAIN" --max 1.0 || fail "bare LF before the request line not refused at once"
 "$PY" "$EC" bare-lf --port "$TLS" --tls --max 1.0 || fail "bare LF before the request line (TLS) not refused at once"
+"$PY" "$EC" bare-lf --port "$PLAIN" --warm --max 1.0 || fail "bare LF before a keep-alive connection's second request line not refused at once"
 for why in 'HTTP/1.1 request without Host' 'several Host headers' 'invalid Host' \
     'Transfer-Encoding in an HTTP/1.0 message' 'bare LF before the request line'; do
     [ "$(exshim_count "rejected request: $why")" -ge 2 ] || fail "no 'rejected request: $why' log line for each listener"

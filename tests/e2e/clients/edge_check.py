@@ -48,8 +48,9 @@ if any check failed; every wait is bounded.
   second-head a keep-alive connection's second head trickles in after --open-at s idle: 408 and
               a close --min..--max s after its first byte
   idle        one request, then silence: open after --open-at s, closed by --max s
-  tls-stall   --mode none|half|done: no ClientHello, half a ClientHello, a finished
-              handshake and no request; closed between --min and --max seconds
+  tls-stall   --mode none|half|trickle|done: no ClientHello, half a ClientHello, a ClientHello
+              one byte every 0.1 s, a finished handshake and no request; closed between
+              --min and --max seconds
   maxconn     --limit L idle connections plus --extra more; the request on the last one is
               not answered while L are open, and is answered once --release are closed
   perclient   --limit L connections; the next one is closed at once; after closing one, a
@@ -448,6 +449,15 @@ def cmd_target(a):
             check(st == 200 and first_line(body) == want,
                   "strict %s: status %d, origin got %r (want %r)"
                   % (t.decode(), st, first_line(body), want))
+        # a 404 keeps the connection: the next request on it is served
+        s = conn(a)
+        s.sendall(b"GET /ecp/default.aspx HTTP/1.1\r\n" + H + b"\r\n")
+        r, st1, h, body = response(s)
+        s.sendall(b"GET /owa/after-404 HTTP/1.1\r\n" + H + b"\r\n")
+        st2, h, body = r.response()
+        s.close()
+        check(st1 == 404 and st2 == 200 and first_line(body) == b"GET /owa/after-404 HTTP/1.1",
+              "strict: 404 for /ecp then 200 for /owa on the same connection (%d, %d)" % (st1, st2))
         st, h, body, _ = get(b"/RPC/RpcProxy.dll?srv:6001")
         check(st == 200 and first_line(body) == b"GET /RPC/RpcProxy.dll?srv:6001 HTTP/1.1",
               "strict /RPC (case-insensitive route), line byte for byte: %d %r"
@@ -503,6 +513,11 @@ def cmd_conn_tokens(a):
 # --- bare LF before the request line -------------------------------------------------------
 def cmd_bare_lf(a):
     s = conn(a)
+    if a.warm:
+        # a bare LF where the second request on a keep-alive connection should start
+        s.sendall(b"GET /owa/first HTTP/1.1\r\n" + H + b"\r\n")
+        r, st, h, body = response(s)
+        check(st == 200, "bare LF (second request): first request %d" % st)
     t0 = time.time()
     s.sendall(b"\nGET /owa/x HTTP/1.1\r\n" + H + b"\r\n")
     try:
@@ -1027,6 +1042,28 @@ def cmd_tls_stall(a):
         if a.mode == "half":
             hello = client_hello()
             s.sendall(hello[:len(hello) // 2])
+    if a.mode == "trickle":
+        # a ClientHello one byte every 0.1 s: activity must not move the handshake deadline
+        hello = client_hello()
+        closed = False
+        r = cc.Reader(s)
+        for i in range(len(hello)):
+            try:
+                s.sendall(hello[i:i + 1])
+            except OSError:
+                closed = True
+                break
+            if r.closed_within(0.1):
+                closed = True
+                break
+            if time.time() - t0 > a.max + 1:
+                break
+        dt = time.time() - t0
+        s.close()
+        check(closed and a.min <= dt <= a.max,
+              "TLS trickle: closed after %.2fs, %d of %d ClientHello bytes sent (want %.1f..%.1f)"
+              % (dt, i, len(hello), a.min, a.max))
+        return
     r = cc.Reader(s)
     closed = r.closed_within(a.max + 1)
     dt = time.time() - t0
