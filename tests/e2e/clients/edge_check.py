@@ -34,7 +34,8 @@ if any check failed; every wait is bounded.
               closed within 2 s of that; without, or with --scheme Basic, the next request is
               answered on a new backend connection
   halfclose   POST with a Content-Length (--chunked: chunked) body, then shutdown(SHUT_WR):
-              full response, then the connection closes (plain, or TLS with --tls)
+              full response, then the connection closes (plain, or TLS with --tls; --slow:
+              the response ends 0.3 s after the FIN, /chunked-delay; --get: a GET, no body)
   halfclose-pipeline  two requests in one write (the first answered slowly), then
               shutdown(SHUT_WR): both answered, then a close (--warm: backend already open)
   badresp     origin /bad-resp?kind=K: a 502 (size/lf/crx), or the head and first chunk then a
@@ -658,6 +659,13 @@ def cmd_halfclose(a):
     if a.chunked:
         req = (b"POST /echo/half HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\n" +
                b"%x\r\n" % len(body) + body + b"\r\n0\r\n\r\n")
+    if a.get:
+        req = b"GET /echo/half HTTP/1.1\r\n" + H + b"\r\n"
+        body = b""
+    if a.slow:
+        # the origin reads the body, answers one chunk, and the rest 0.3 s later: the FIN has
+        # certainly been seen by exshim before the response ends
+        req = req.replace(b" /echo/half ", b" /chunked-delay?delay=0.3 ", 1)
     t0 = time.time()
     data = b""
     eof = False
@@ -711,10 +719,13 @@ def cmd_halfclose(a):
     cl = re.search(rb"(?im)^content-length: *(\d+)", head)
     complete = cl is not None and len(rest) == int(cl.group(1))
     info, _ = cc.echo_parts(rest) if complete else ({}, b"")
+    if a.slow:
+        complete = rest.endswith(b"\r\n0\r\n\r\n") and b"second chunk\n" in rest
+        info = {"body-length": str(len(body)) if complete else "?"}
     check(st == 200 and complete and info.get("body-length") == str(len(body)),
-          "half-close%s%s%s: status %d, full response %s (origin got %s of %d body bytes)"
-          % (" TLS" if a.tls else "", " +close_notify" if a.close_notify else "",
-             " chunked" if a.chunked else "", st, complete,
+          "half-close%s%s%s%s%s: status %d, full response %s (origin got %s of %d body bytes)"
+          % (" GET" if a.get else "", " TLS" if a.tls else "", " +close_notify" if a.close_notify else "",
+             " chunked" if a.chunked else "", " slow response" if a.slow else "", st, complete,
              info.get("body-length"), len(body)))
     check(eof and dt < 4, "half-close: connection closed after the response (%.2fs)" % dt)
 
@@ -1151,6 +1162,8 @@ def main():
     ap.add_argument("--scheme", default="NTLM")
     ap.add_argument("--close-notify", action="store_true")
     ap.add_argument("--chunked", action="store_true")
+    ap.add_argument("--slow", action="store_true")
+    ap.add_argument("--get", action="store_true")
     ap.add_argument("--warm", action="store_true")
     ap.add_argument("--kind", default="size")
     ap.add_argument("--delay", type=float, default=0.5)
