@@ -50,5 +50,5 @@ n=$(exshim_count 'request head not complete after 2000 ms, closing')
 "$PY" "$EC" tls-stall --port "$TLS" --mode trickle --min 0.7 --max 1.9 || fail "TLS client trickling its ClientHello not closed at handshake_timeout"
 n=$(exshim_count 'TLS handshake not complete after 1000 ms, closing')
 [ "$n" -eq 3 ] || fail "exshim logged $n handshake-deadline closes, want 3"
-"$PY" "$EC" tls-stall --port "$TLS" --mode done --min 1.5 --max 3.5 || fail "TLS client with a finished handshake and no request"
+"$PY" "$EC" tls-stall --port "$TLS" --mode "done" --min 1.5 --max 3.5 || fail "TLS client with a finished handshake and no request"
 pass "200 trickling heads closed by the head deadline; idle_timeout between requests; TLS handshake deadline"
