@@ -9,7 +9,7 @@
 #    chunk data, a bare-LF chunk-size line, and more size / extension / trailer defects
 #    (0x5, -5, 17 digits, overflow, tab, ";", "a=", bare CR and open quote in an extension,
 #    data longer or shorter than the size, Authorization / X-Forwarded-For / obs-fold / NUL /
-#    "X-A :" trailers): 29 cases;
+#    "X-A :" trailers, a bad CRLF after "Expect: 100-continue"): 30 cases;
 #  - the origin received ZERO bytes of any of them: after each refusal a good request on a new
 #    connection; the origin's byte count equals exactly the bytes of those good requests, and
 #    the origin's request count = exshim's forwarded access-log lines = the good requests
@@ -24,7 +24,8 @@
 #    (plain, then TLS, where the request spans two TLS records);
 #  - Debian's nginx as the backend: the "40;\n" smuggle sent straight to nginx makes it log TWO
 #    requests (the hidden one with X-Forwarded-For 6.6.6.6): the attack is real there; through
-#    exshim the same bytes get 400 and nginx logs ZERO; a good request through exshim still
+#    exshim the same bytes get 400 and nginx logs ZERO (so does the whole table above sent
+#    through exshim to nginx); a good request through exshim still
 #    reaches nginx (one line, X-Forwarded-For 127.0.0.1).
 . "$(dirname "$0")/lib.sh"
 . "$E2E_DIR/edge.sh"
@@ -92,6 +93,13 @@ before=$(nginx_count '^REQ ')
 sleep 0.5
 [ "$(nginx_count '^REQ ')" -eq "$before" ] ||
     { cat "$NGINX_LOG"; fail "through exshim nginx logged $(( $(nginx_count '^REQ ') - before )) requests, want 0"; }
+# the whole table through exshim to nginx: nginx logs none of it
+"$PY" "$EC" table --set chunked --no-good --port "$(port_of plain)" >"$T/nginxtable.out" 2>&1 ||
+    { cat "$T/nginxtable.out"; fail "a broken chunked body was not refused in front of nginx"; }
+sleep 0.3
+[ "$(nginx_count '^REQ ')" -eq "$before" ] ||
+    { cat "$NGINX_LOG"; fail "nginx logged a request from the refused table"; }
+log "$(grep -c '^ok   refuse' "$T/nginxtable.out") broken chunked bodies through exshim: nginx logged none"
 curl -s --max-time 5 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$(port_of plain)/owa/good" | grep -qx 200 ||
     fail "a good request through exshim to nginx failed"
 sleep 0.3
@@ -106,6 +114,7 @@ cat "$T/bigplain.out"
 [ "$stop_big" -eq 0 ] || fail "a 30 KB broken chunked body was not refused (plain)"
 check_accounting "$T/bigplain.out"
 accounting_mark
+log "30 KB broken chunked bodies over TLS (two records, one write):"
 "$PY" "$EC" table --set chunked-big --port "$TLS" --tls >"$T/bigtls.out" 2>&1 || stop_big=1
 cat "$T/bigtls.out"
 [ "$stop_big" -eq 0 ] || fail "a 30 KB broken chunked body was not refused (TLS)"

@@ -10,7 +10,8 @@ if any check failed; every wait is bounded.
               each on its
               own connection gets its expected status (and a close where the table says so);
               after each one, a good request on a new connection (--good-path, Connection:
-              close) whose echo tells how many head bytes the origin received. Ends with
+              close) whose echo tells how many head bytes the origin received (--no-good:
+              none, for a backend without the echo). Ends with
               "SUMMARY refused=R good=G good_bytes=B" for edge.sh's check_accounting.
   chunked-good  valid chunked bodies (extensions, BWS, leading zeros, trailers) are forwarded
               and arrive intact
@@ -157,6 +158,8 @@ def table_chunked():
         ("trailer-obs-fold", c + b"0\r\nX-A: a\r\n b\r\n\r\n", (400,), True),
         ("trailer-nul", c + b"0\r\nX-A: a\x00b\r\n\r\n", (400,), True),
         ("trailer-space-before-colon", c + b"0\r\nX-A : b\r\n\r\n", (400,), True),
+        ("expect-100-then-bad-chunk", b"POST /owa/c HTTP/1.1\r\n" + H + b"Expect: 100-continue\r\n"
+         b"Transfer-Encoding: chunked\r\n\r\n5\r\nhelloXY0\r\n\r\n", (400,), True),
     ]
 
 
@@ -218,6 +221,10 @@ def table_hostver():
         ("version-lowercase", b"GET /owa/x http/1.1\r\n" + H + b"\r\n", (400,), True),
         ("http09-no-version", b"GET /owa/x\r\n\r\n", (400,), True),
         ("http2-version", b"GET /owa/x HTTP/2.0\r\n" + H + b"\r\n", (505,), True),
+        ("te-chunked-twice", b"POST /owa/x HTTP/1.1\r\n" + H +
+         b"Transfer-Encoding: chunked, chunked\r\n\r\n0\r\n\r\n", (400,), True),
+        ("two-te-headers", b"POST /owa/x HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n"
+         b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n", (400,), True),
     ]
 
 
@@ -321,6 +328,8 @@ def cmd_table(a):
         except (EOFError, OSError, ssl.SSLError, ValueError, IndexError) as e:
             check(False, "refuse %-28s no response before close: %s"
                   % (name, str(e) or type(e).__name__))
+        if a.no_good:
+            continue
         n = good_request(a, a.good_path, "after-" + name)
         if n is not None:
             good += 1
@@ -1150,6 +1159,7 @@ def main():
     ap.add_argument("--set", action="append", choices=sorted(TABLES))
     ap.add_argument("--case", action="append")
     ap.add_argument("--good-path", default="/owa/good")
+    ap.add_argument("--no-good", action="store_true")
     ap.add_argument("--max-seconds", type=float, default=0)
     ap.add_argument("--path", default="/owa/c")
     ap.add_argument("--expect", type=int, default=2)
