@@ -5,6 +5,22 @@
 # bytes of anything exshim refused".
 
 EC=$CLIENTS/edge_check.py
+
+# lib.sh's cleanup prints the tails of every log after a failure, so the runner's last lines
+# would be log noise: repeat the failure after them.
+EDGE_FAIL_MSG=
+fail() {
+    printf '[%s] FAIL: %s\n' "$TEST_NAME" "$*" >&2
+    EDGE_FAIL_MSG=$*
+    exit 1
+}
+edge_exit() {
+    local rc=$?
+    ( (exit "$rc"); cleanup )
+    [ -n "$EDGE_FAIL_MSG" ] && printf '[%s] FAIL (repeated after the logs): %s\n' "$TEST_NAME" "$EDGE_FAIL_MSG" >&2
+    exit "$rc"
+}
+trap edge_exit EXIT
 H=mail.contoso.test
 
 # start_exshim_as NAME CONF: exshim with log $T/NAME.log and ready file $T/NAME.ready. Sets
