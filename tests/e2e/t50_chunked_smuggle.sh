@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Chunked request bodies that are broken or smuggle a second request, each sent whole in one
 # write (issue "Edge hardening", defects 1 and 4). Asserts:
-#  - each of these gets 400 and a close, over the plain and the TLS listener:
+#  - each of these gets 400 and a close, over the plain and the TLS listener, and on a plain
+#    connection right after a good request (its backend connection open and pinned):
 #    "40;\n" (bare LF ending a chunk extension, hiding a second request with a forged
 #    X-Forwarded-For), "5\rX", "5 garbage", a bare-LF trailer line, "0\r\n\n", trailers
 #    carrying Content-Length / Transfer-Encoding / Host, a bad CRLF after chunk data, a bad
@@ -50,21 +51,23 @@ rc=0
 cat "$T/plain.out"
 "$PY" "$EC" table --set chunked --port "$TLS" --tls >"$T/tls.out" 2>&1 || rc=1
 cat "$T/tls.out"
+"$PY" "$EC" table --set chunked --warm-table --port "$PLAIN" >"$T/warm.out" 2>&1 || rc=1
+cat "$T/warm.out"
 [ "$rc" -eq 0 ] || fail "a malformed chunked body was not refused with 400 and a close (see above)"
-check_accounting "$T/plain.out" "$T/tls.out"
+check_accounting "$T/plain.out" "$T/tls.out" "$T/warm.out"
 ncases=$(grep -c '^ok   refuse ' "$T/plain.out")
 n=$(exshim_count 'rejected request: bad chunked framing in request body')
-[ "$n" -eq $((2 * ncases)) ] || fail "exshim logged $n chunked-framing refusals, want $((2 * ncases)) ($ncases cases x 2 listeners)"
+[ "$n" -eq $((3 * ncases)) ] || fail "exshim logged $n chunked-framing refusals, want $((3 * ncases)) ($ncases cases x (plain, TLS, plain after a good request))"
 
 # valid chunked bodies still pass; a pipelined pair is two requests on both sides; a bad
 # chunk that arrives after the head went out closes the backend connection before it
 "$PY" "$EC" chunked-good --port "$PLAIN" || fail "a valid chunked body was refused or changed"
 "$PY" "$EC" chunked-good --port "$TLS" --tls || fail "a valid chunked body was refused or changed (TLS)"
 before_o=$(origin_count '^request peer=')
-before_x=$(exshim_count 'access sid=.* backend=[^-]')
+before_x=$(exshim_count 'access sid=.* status=200 ')
 "$PY" "$EC" pipeline --port "$PLAIN" || fail "pipelined chunked POST + GET"
 sleep 0.2
-[ $(( $(origin_count '^request peer=') - before_o )) -eq 2 ] && [ $(( $(exshim_count 'access sid=.* backend=[^-]') - before_x )) -eq 2 ] ||
+[ $(( $(origin_count '^request peer=') - before_o )) -eq 2 ] && [ $(( $(exshim_count 'access sid=.* status=200 ') - before_x )) -eq 2 ] ||
     fail "pipelined pair: origin and exshim do not both count 2 requests"
 "$PY" "$EC" late-bad --port "$PLAIN" --origin-log "$ORIGIN_LOG" || fail "a late bad chunk reached the origin or was not refused"
 

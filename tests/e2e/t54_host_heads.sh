@@ -5,7 +5,7 @@
 #    a space, an empty Host, Host with userinfo, port 0, port 99999, an empty port, a comma
 #    list, a bad IPv4 address, HTTP/1.0 with Transfer-Encoding, HTTP/1.1 with
 #    Transfer-Encoding: identity, "http/1.1", no version: 400 and a close; HTTP/2.0: 505 and a
-#    close; plain and TLS;
+#    close; plain and TLS, and plain right after a good request on the same connection;
 #  - valid forms pass: HTTP/1.0 without Host, Host with a port, [::1]:8443, 127.0.0.1, an
 #    underscore, a lower/upper-case header name;
 #  - a bare LF before the request line: 400 and a close in under 1 s (header_timeout is 10 s);
@@ -42,14 +42,16 @@ rc=0
 cat "$T/plain.out"
 "$PY" "$EC" table --set hostver --set misc --port "$TLS" --tls --max-seconds 1 >"$T/tls.out" 2>&1 || rc=1
 cat "$T/tls.out"
+"$PY" "$EC" table --set hostver --set misc --warm-table --port "$PLAIN" --max-seconds 1 >"$T/warm.out" 2>&1 || rc=1
+cat "$T/warm.out"
 [ "$rc" -eq 0 ] || fail "a bad Host/version head was not refused with 400 and a close (see above)"
-check_accounting "$T/plain.out" "$T/tls.out"
+check_accounting "$T/plain.out" "$T/tls.out" "$T/warm.out"
 "$PY" "$EC" bare-lf --port "$PLAIN" --max 1.0 || fail "bare LF before the request line not refused at once"
 "$PY" "$EC" bare-lf --port "$TLS" --tls --max 1.0 || fail "bare LF before the request line (TLS) not refused at once"
 "$PY" "$EC" bare-lf --port "$PLAIN" --warm --max 1.0 || fail "bare LF before a keep-alive connection's second request line not refused at once"
 for why in 'HTTP/1.1 request without Host' 'several Host headers' 'invalid Host' \
     'Transfer-Encoding in an HTTP/1.0 message' 'bare LF before the request line'; do
-    [ "$(exshim_count "rejected request: $why")" -ge 2 ] || fail "no 'rejected request: $why' log line for each listener"
+    [ "$(exshim_count "rejected request: $why")" -ge 3 ] || fail "no 'rejected request: $why' log line for each run"
 done
 
 "$PY" "$EC" hostver-good --port "$PLAIN" || fail "a valid Host form was refused"

@@ -5,7 +5,8 @@
 #  - pass-through: "Authorization: NTLM !!!!" (unparseable) is forwarded unchanged and the
 #    origin answers (200, not a 400 from exshim);
 #  - two Authorization headers (different schemes, the same twice, different name case, on the
-#    bridge route): 400 and a close, log
+#    bridge route; also right after a good request on the same connection): 400 and a close,
+#    log
 #    "several Authorization headers"; the origin received exactly the bytes of the good
 #    requests sent after them and nothing of these;
 #  - bridge: "Authorization: NTLM <base64 NTLM NEGOTIATE>" between X-Before and X-After reaches
@@ -43,9 +44,11 @@ rc=0
 cat "$T/plain.out"
 "$PY" "$EC" table --set auth2 --port "$TLS" --tls --good-path /ews/good >"$T/tls.out" 2>&1 || rc=1
 cat "$T/tls.out"
+"$PY" "$EC" table --set auth2 --warm-table --port "$PLAIN" --good-path /ews/good >"$T/warm.out" 2>&1 || rc=1
+cat "$T/warm.out"
 [ "$rc" -eq 0 ] || fail "two Authorization headers were not refused with 400 and a close"
-check_accounting "$T/plain.out" "$T/tls.out"
-n400=$(cat "$T/plain.out" "$T/tls.out" | grep -c '^ok   refuse .* status=400 ')
+check_accounting "$T/plain.out" "$T/tls.out" "$T/warm.out"
+n400=$(cat "$T/plain.out" "$T/tls.out" "$T/warm.out" | grep -c '^ok   refuse .* status=400 ')
 [ "$(exshim_count 'rejected request: several Authorization headers')" -eq "$n400" ] || fail "want $n400 'several Authorization headers' log lines"
 
 "$PY" "$EC" auth-pass --port "$PLAIN" || fail "pass-through route refused or changed an unparseable NTLM token"

@@ -11,7 +11,9 @@ if any check failed; every wait is bounded.
               own connection gets its expected status (and a close where the table says so);
               after each one, a good request on a new connection (--good-path, Connection:
               close) whose echo tells how many head bytes the origin received (--no-good:
-              none, for a backend without the echo). Ends with
+              none, for a backend without the echo; --warm-table: each refused request
+              follows a good one on its connection, so a pinned backend connection is open).
+              Ends with
               "SUMMARY refused=R good=G good_bytes=B" for edge.sh's check_accounting.
   chunked-good  valid chunked bodies (extensions, BWS, leading zeros, trailers) are forwarded
               and arrive intact
@@ -93,10 +95,23 @@ def response(s, timeout=5, method="GET"):
     return r, st, h, body
 
 
+WARM = {"good": 0, "bytes": 0}
+
+
 def request(a, data, timeout=5):
-    """One request on a new connection: (status, head, body, closed_after)."""
+    """One request on a new connection: (status, head, body, closed_after). With a.warm (table
+    runs), a good request goes first on the same connection, so the refused one meets an open,
+    pinned backend connection; its echo's head bytes are counted in WARM."""
     s = conn(a, timeout)
     try:
+        if getattr(a, "warm_table", False):
+            s.sendall(b"GET " + a.good_path.encode() + b"/warm HTTP/1.1\r\n" + H + b"\r\n")
+            r, st, h, body = response(s, timeout)
+            info, _ = cc.echo_parts(body)
+            if check(st == 200 and "head-length" in info, "warm-up request on the connection: %d"
+                     % st):
+                WARM["good"] += 1
+                WARM["bytes"] += int(info["head-length"])
         s.sendall(data)
         r, st, h, body = response(s, timeout)
         keep = b"connection: close" not in h.lower()
@@ -334,7 +349,8 @@ def cmd_table(a):
         if n is not None:
             good += 1
             good_bytes += n
-    print("SUMMARY refused=%d good=%d good_bytes=%d" % (refused, good, good_bytes))
+    print("SUMMARY refused=%d good=%d good_bytes=%d" % (refused, good + WARM["good"],
+                                                         good_bytes + WARM["bytes"]))
 
 
 # --- valid chunked bodies, pipelining, a late bad chunk -----------------------------------
@@ -1160,6 +1176,7 @@ def main():
     ap.add_argument("--case", action="append")
     ap.add_argument("--good-path", default="/owa/good")
     ap.add_argument("--no-good", action="store_true")
+    ap.add_argument("--warm-table", action="store_true")
     ap.add_argument("--max-seconds", type=float, default=0)
     ap.add_argument("--path", default="/owa/c")
     ap.add_argument("--expect", type=int, default=2)
