@@ -6,8 +6,7 @@
 #    origin answers (200, not a 400 from exshim);
 #  - two Authorization headers (different schemes, the same twice, different name case, on the
 #    bridge route; also right after a good request on the same connection): 400 and a close,
-#    log
-#    "several Authorization headers"; the origin received exactly the bytes of the good
+#    log "several Authorization headers"; the origin received exactly the bytes of the good
 #    requests sent after them and nothing of these;
 #  - bridge: "Authorization: NTLM <base64 NTLM NEGOTIATE>" between X-Before and X-After reaches
 #    the origin as "Authorization: Negotiate <same base64>" on the same line position;

@@ -20,6 +20,8 @@
 #    the client receives the head and the first chunk, never the bad bytes, and the connection
 #    closes; the log names the reason ("bad chunked framing in response (...); closing the
 #    client connection"); plain and TLS.
+# The half-close steps all run even when one fails (check_soft); the failures are named at the
+# end.
 . "$(dirname "$0")/lib.sh"
 . "$E2E_DIR/edge.sh"
 [ -x "$EXSHIM" ] || skip "$EXSHIM not built"
