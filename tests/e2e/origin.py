@@ -19,6 +19,23 @@ One thread per accepted connection. Behaviour is chosen per request:
   /slow                read the request, never answer
   /truncate            200 with Content-Length 100000 but only 1000 body bytes, then close
   /headers             fixed response headers with odd case and a fixed order
+  .../close-after      (anywhere in the path) 200 with Content-Length and keep-alive (no Connection: close), then
+                       sleep ?ms=N (default 200) milliseconds and close the socket; logs
+                       "close_after peer=P closing" just before the close
+  .../bad-resp         (anywhere in the path) a 200 whose framing is broken, chosen by ?kind=:
+                         size    "zz" as the first chunk size
+                         lf      LF-only chunk lines ("8\\nLEAKED-2\\n0\\n\\n")
+                         crx     "8\\rX" after the size
+                         second  a valid first chunk "GOODDATA", then after ?delay=S (default
+                                 0.5) a second chunk with a bad size
+                         cl-te   Content-Length and Transfer-Encoding: chunked together
+                         two-cl  two Content-Length headers
+                         head-lf a head with LF-only line ends
+                         trailer-cl  a valid chunk, then a Content-Length trailer
+                         good-ext    valid: "8;ext=1" chunk and an X-Trailer (must relay)
+                       head and first (bad or good) chunk go in one send; every bad chunk
+                       carries the marker "LEAKED-" that must never reach a client; logs
+                       "bad_resp peer=P kind=K"; then waits for the peer to close
   anything else        echo: 200, body = "head-length/body-length/body-sha256" lines, a blank
                        line, then the raw request head exactly as received; X-Origin-Peer
                        names the peer address the origin saw
@@ -327,6 +344,41 @@ class Conn:
                   b"Content-Length: 100000\r\n\r\n" + b"t" * 1000)
         self.log("truncate peer=%d closing after 1000 of 100000 bytes" % self.peer)
 
+    def do_close_after(self, req):
+        self.read_body(req)
+        ms = float(req.param("ms", "X-Close-Ms", "200"))
+        self.respond(b"200 OK", [b"X-Origin-Peer: " + self.peer_text.encode(),
+                                 b"Content-Type: text/plain"], b"closing soon\n")
+        time.sleep(ms / 1000.0)
+        self.log("close_after peer=%d closing" % self.peer)
+
+    CHUNKED_HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n"
+    BAD_RESP = {  # kind: (head, [first send after the head, later sends...])
+        "size": (CHUNKED_HEAD, [b"zz\r\nLEAKED-1\r\n0\r\n\r\n"]),
+        "lf": (CHUNKED_HEAD, [b"8\nLEAKED-2\n0\n\n"]),
+        "crx": (CHUNKED_HEAD, [b"8\rXLEAKED-3\r\n0\r\n\r\n"]),
+        "second": (CHUNKED_HEAD, [b"8\r\nGOODDATA\r\n", b"zz\r\nLEAKED-4\r\n0\r\n\r\n"]),
+        "cl-te": (b"HTTP/1.1 200 OK\r\nContent-Length: 20\r\nTransfer-Encoding: chunked\r\n\r\n",
+                  [b"8\r\nLEAKED-5\r\n0\r\n\r\n"]),
+        "two-cl": (b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\nContent-Length: 8\r\n\r\n",
+                   [b"LEAKED-6"]),
+        "head-lf": (b"HTTP/1.1 200 OK\nContent-Length: 8\n\n", [b"LEAKED-7"]),
+        "trailer-cl": (CHUNKED_HEAD, [b"8\r\nGOODDATA\r\n0\r\nContent-Length: 8\r\n\r\nLEAKED-8"]),
+        "good-ext": (CHUNKED_HEAD, [b"8;ext=1\r\nGOODDATA\r\n0\r\nX-Trailer: ok\r\n\r\n"]),
+    }
+
+    def do_bad_resp(self, req):
+        self.read_body(req)
+        kind = req.param("kind", "X-Kind", "size")
+        head, parts = self.BAD_RESP[kind]
+        self.log("bad_resp peer=%d kind=%s" % (self.peer, kind))
+        self.send(head + parts[0])
+        for part in parts[1:]:
+            time.sleep(float(req.param("delay", "X-Delay", "0.5")))
+            self.log("bad_resp peer=%d kind=%s sending the bad chunk" % (self.peer, kind))
+            self.send(part)
+        self.wait_eof()
+
     def do_slow(self, req):
         self.read_body(req)
         self.log("slow peer=%d holding" % self.peer)
@@ -411,6 +463,12 @@ class Conn:
                 p = req.path
                 if p.startswith("/chunked-delay"):
                     keep = self.do_chunked_delay(req)
+                elif "/close-after" in p:
+                    self.do_close_after(req)
+                    return
+                elif "/bad-resp" in p:
+                    self.do_bad_resp(req)
+                    return
                 elif p.startswith("/slow"):
                     self.do_slow(req)
                     return

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Connection limits (issue "Edge hardening", defect 3). Asserts:
+#  max_connections = 20, one worker (header_timeout 30 s, so idle connections stay):
+#  - 25 idle TCP connections: exshim logs "max_connections (20) reached" exactly once;
+#  - a request on the 25th connection is not answered for 1.5 s while 20 are open;
+#  - after 10 of the first are closed, it is answered (200: the connection was queued, not
+#    lost) and exshim logs "below max_connections (20) again";
+#  max_connections_per_client = 5:
+#  - the 6th connection from 127.0.0.1 is closed at once (< 1 s) with the log line
+#    "refused: max_connections_per_client (5) reached"; connections within the limit are
+#    served; after one of the five is closed, a new connection is served.
+. "$(dirname "$0")/lib.sh"
+. "$E2E_DIR/edge.sh"
+[ -x "$EXSHIM" ] || skip "$EXSHIM not built"
+need openssl
+start_origin
+write_conf() { # FILE EXTRA
+    cat >"$1" <<EOC
+workers = 1;
+log_level = "info";
+access_log = true;
+$2
+$(edge_listeners)
+backends = ( { name = "origin"; servers = [ "127.0.0.1:$ORIGIN_PORT" ]; } );
+routes = ( { path = "default"; backend = "origin"; header_timeout = "30s"; } );
+EOC
+}
+write_conf "$T/maxconn.conf" "max_connections = 20;"
+start_exshim_as maxconn "$T/maxconn.conf"
+"$PY" "$EC" maxconn --port "$(port_of plain)" --limit 20 --extra 5 --release 10 --wait 1.5 ||
+    fail "max_connections: queued connection not held back, or lost"
+sleep 0.2
+n=$(exshim_count 'max_connections \(20\) reached')
+[ "$n" -eq 1 ] || fail "'max_connections (20) reached' logged $n times, want 1"
+[ "$(exshim_count 'below max_connections \(20\) again')" -ge 1 ] || fail "no 'below max_connections' line"
+[ "$(exshim_count 'access sid=.* path=/echo/last status=200')" -eq 1 ] || fail "the queued request is not in the access log once"
+stop_exshim
+
+write_conf "$T/perclient.conf" "max_connections_per_client = 5;"
+start_exshim_as perclient "$T/perclient.conf"
+"$PY" "$EC" perclient --port "$(port_of plain)" --limit 5 || fail "max_connections_per_client"
+n=$(exshim_count 'client 127\.0\.0\.1:[0-9]+ refused: max_connections_per_client \(5\) reached')
+[ "$n" -eq 1 ] || fail "per-client refusal logged $n times, want 1"
+pass "max_connections holds the 21st+ in the queue and serves them later; per-client limit closes the 6th at once"
