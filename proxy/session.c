@@ -525,6 +525,13 @@ process_client(struct session *s)
     while (!s->closed) {
         if (s->req == REQ_HEAD && s->resp == RESP_NONE) {
             size_t len = evbuffer_get_length(in);
+            if (s->client_eof &&
+                (len == 0 ||
+                 h1_head_end((const char *)evbuffer_pullup(in, (ev_ssize_t)len), len) == 0)) {
+                /* Half-closed: every complete request is answered; no more can come. */
+                close_after_flush(s);
+                return;
+            }
             if (len == 0)
                 return;
             if (!s->reading_head_started)
@@ -664,9 +671,8 @@ take_response_head(struct session *s)
     }
     if (h1_parse_response(p, head_len, s->req_head_method, &h, hdrs, maxh, &status, &why) !=
         H1_OK) {
-        char m[160];
-        snprintf(m, sizeof(m), "sent an invalid response (%s)", why);
-        backend_error(s, m);
+        log_warnx("sid=%" PRIu64 " backend %s: invalid response: %s", s->id, s->be->name, why);
+        local_error(s, 502, "exshim: backend %s sent an invalid response (%s)", s->be->name, why);
         return false;
     }
     if (h.status == 101) {
@@ -679,12 +685,15 @@ take_response_head(struct session *s)
         /* What arrived with the head is checked before the head goes out: a response broken
          * from its first chunk line gets the client a 502, not half a message. */
         if (frame_check_ahead(&s->resp_body, in, head_len, &why) != 0) {
-            backend_error(s, "sent a response with broken chunked framing");
+            log_warnx("sid=%" PRIu64 " backend %s: bad chunked framing in response (%s)", s->id,
+                      s->be->name, why);
+            local_error(s, 502, "exshim: backend %s sent a response with broken chunked framing",
+                        s->be->name);
             return false;
         }
         /* The backend will close: its connection cannot carry the next request. */
-        s->close_after =
-            s->client_eof || !s->client_keep_alive || !h.keep_alive || *s->env->draining;
+        bool last = s->client_eof && evbuffer_get_length(conn_input(s->client)) == 0;
+        s->close_after = last || !s->client_keep_alive || !h.keep_alive || *s->env->draining;
     }
     struct evbuffer *www = NULL, *hb = evbuffer_new();
     if (hb == NULL || (www = evbuffer_new()) == NULL) {
@@ -923,8 +932,9 @@ client_half_closed(struct session *s)
         return false;
     if (s->req == REQ_BODY && evbuffer_get_length(conn_input(s->client)) == 0)
         return false; /* the body can never be completed */
+    /* Requests already received are still answered, in order; the response to the last one
+     * carries Connection: close (take_response_head). */
     s->client_eof = true;
-    s->close_after = true;
     conn_read(s->client, false);
     return true;
 }
@@ -942,6 +952,12 @@ client_on_event(void *arg, enum conn_event ev)
         return;
     }
     if (ev == CONN_EOF && client_half_closed(s)) {
+        end_turn(s);
+        return;
+    }
+    if (ev == CONN_EOF && evbuffer_get_length(conn_output(s->client)) > 0) {
+        /* What was answered still goes out before the close. */
+        close_after_flush(s);
         end_turn(s);
         return;
     }

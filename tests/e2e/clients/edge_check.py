@@ -201,6 +201,10 @@ def table_target():
         ("fragment", g(b"/owa/x#frag"), (400,), True),
         ("literal-backslash", g(b"/owa/..\\ecp/"), (400,), True),
         ("dot-segment", g(b"/owa/./x"), (400,), True),
+        # Windows drops trailing dots and spaces: IIS would serve /ecp./ as /ecp
+        ("trailing-dot-segment", g(b"/owa/../ecp./default.aspx"), (400,), True),
+        ("trailing-dot-vdir", g(b"/ecp./default.aspx"), (400,), True),
+        ("trailing-enc-space", g(b"/owa%20/x"), (400,), True),
         ("root-climb", g(b"/.."), (400,), True),
         ("bad-escape", g(b"/owa/%zz"), (400,), True),
         ("truncated-escape", g(b"/owa/%2"), (400,), True),
@@ -731,9 +735,12 @@ def cmd_halfclose(a):
                 inc.write(d)
                 while True:
                     try:
-                        data += obj.read(65536)
+                        piece = obj.read(65536)
                     except (ssl.SSLWantReadError, ssl.SSLZeroReturnError):
                         break
+                    if not piece:  # close_notify from exshim: the TLS stream ended
+                        break
+                    data += piece
         except (OSError, ssl.SSLError):
             pass
         raw.close()
@@ -869,7 +876,7 @@ GUARD_ATTACKS = [
     ("EXG-001", b"GET /autodiscover/autodiscover.xml?x=/powershell HTTP/1.1\r\n" + H + b"\r\n"),
     ("EXG-002", b"GET /autodiscover/autodiscover.json?%2540x.com/mapi/nspi HTTP/1.1\r\n" + H +
      b"\r\n"),
-    ("EXG-003", b"GET /owa/m%40x.com/PowerShell./ HTTP/1.1\r\n" + H + b"\r\n"),
+    ("EXG-003", b"GET /owa/m%40x.com/PoWeRsHeLl/ HTTP/1.1\r\n" + H + b"\r\n"),
     ("EXG-003", b"GET /owa/x/%70owershell HTTP/1.1\r\n" + H + b"\r\n"),
     ("EXG-004", b"GET /PowerShell/ HTTP/1.1\r\n" + H + b"\r\n"),
     ("EXG-005", b"GET /ews/x?%58-Rps-CAT=1 HTTP/1.1\r\n" + H + b"\r\n"),
