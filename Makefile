@@ -6,7 +6,7 @@
 BUILD  ?= build
 CC     ?= cc
 CLANG  ?= clang-14
-PKGS   := libevent libevent_openssl openssl krb5-gssapi libconfig
+PKGS   := libevent libevent_openssl openssl krb5-gssapi krb5 libconfig
 
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
@@ -43,9 +43,12 @@ UNITS  := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 FUZZERS := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRC))
 
 BINS := $(EXSHIM) $(if $(LAB_SRC),$(LAB)) $(if $(LOAD_SRC),$(BENCH))
+# Test programs the end-to-end scripts run (tests/tools/NAME.c -> $(BUILD)/tests-tools/NAME).
+TOOL_SRC := $(wildcard tests/tools/*.c)
+TOOLS    := $(patsubst tests/tools/%.c,$(BUILD)/tests-tools/%,$(TOOL_SRC))
 
-.PHONY: all units fuzzers test check run fuzz bench lint clean deps
-all: $(BINS)
+.PHONY: all units tools fuzzers test check run fuzz bench lint clean deps
+all: $(BINS) $(TOOLS)
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -73,6 +76,12 @@ $(BUILD)/tests/%: $(call obj,tests/unit/%.c) $(LIBPROXY) $(LIBAUTH) $(LIBCONF)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS) -lcmocka
 units: $(UNITS)
+
+# edge_client plays the proxy over auth/gss.h for t80_edge_gss.sh: it links libauth.a only.
+$(BUILD)/tests-tools/%: $(call obj,tests/tools/%.c) $(LIBAUTH)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS)
+tools: $(TOOLS)
 
 # libFuzzer targets: clang, ASan+UBSan, the pure parsers compiled again with coverage.
 FUZZ_CFLAGS := -std=c11 -D_DEFAULT_SOURCE -D_GNU_SOURCE -g -O1 -I. $(PKG_CFLAGS) \
