@@ -77,6 +77,17 @@ $(BUILD)/tests/%: $(call obj,tests/unit/%.c) $(LIBPROXY) $(LIBAUTH) $(LIBCONF)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS) -lcmocka
 units: $(UNITS)
 
+# test_auth_edge runs auth/edge.c over a fake GSS layer: every authgss_* call edge.c makes is
+# redirected to the test's __wrap_ functions, and free() is wrapped to check that password
+# bytes are zero when they are freed.
+comma := ,
+EDGE_WRAPS := authgss_accept_new authgss_accept_free authgss_accept_step authgss_accept_client \
+              authgss_accept_spnego authgss_accept_take_cred authgss_verify_password \
+              authgss_cred_impersonate authgss_cred_password_krb5 authgss_cred_password_ntlm \
+              authgss_cred_free authgss_cred_name authgss_cred_mech authgss_init_new \
+              authgss_init_free authgss_init_step free
+$(BUILD)/tests/test_auth_edge: LDFLAGS_ALL += $(addprefix -Wl$(comma)--wrap=,$(EDGE_WRAPS))
+
 # edge_client plays the proxy over auth/gss.h for t80_edge_gss.sh: it links libauth.a only.
 $(BUILD)/tests-tools/%: $(call obj,tests/tools/%.c) $(LIBAUTH)
 	@mkdir -p $(dir $@)
