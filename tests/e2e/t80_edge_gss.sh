@@ -13,6 +13,10 @@
 #  (d) HTTP/proxy2 (no krbAllowedToDelegateTo): S4U2Proxy refused with the admin's words
 #  (e) channel bindings to a TLS lab in epa-required: the lab certificate's hash accepted,
 #      a wrong one refused (none is accepted, as MIT does, and logged as cbt=absent)
+#  (f) the same paths through auth/edge.h (edge_client serve, a small proxy following its
+#      integration recipe) with curl as the client: Negotiate, Basic over TLS (constrained and
+#      password-NTLM), an NTLM client offered Negotiate/Basic only, wrong password, Basic on
+#      plain HTTP
 . "$(dirname "$0")/lib.sh"
 . "$E2E_DIR/realm.sh"
 . "$E2E_DIR/realm_ldap.sh"
@@ -173,5 +177,83 @@ grep -q 'auth conn=.* vdir=/owa scheme=Negotiate mech=kerberos user=LAB.TEST\\al
 [ "$(epa_ok)" -eq 1 ] || fail "(e) an unbound handshake was reported as cbt=match"
 log "ok: (e) epa-required: the lab certificate's hash accepted (cbt=match), a wrong one refused"
 
+# ---- (f) the same through auth/edge.h: edge_client serve is a small proxy that follows
+# edge.h's integration recipe (edge_request, edge_backend_request, edge_response) -------------
+self_signed edge "$PROXY_HOST"
+EDGE_TLS=(--listen-cert "$T/edge.pem" --listen-key "$T/edge.key")
+# serve NAME ARGS...: starts edge_client serve (one client connection); sets SP and SPORT
+serve() {
+    local name=$1
+    shift
+    rm -f "$T/$name.ready"
+    "$EC" serve "${PX[@]}" --realm LAB.TEST --domain LAB --ready "$T/$name.ready" "$@" \
+        >"$T/$name.out" 2>&1 &
+    SP=$!
+    wait_file "$T/$name.ready" 10 || fail "edge_client serve ($name) did not listen"
+    SPORT=$(cat "$T/$name.ready")
+}
+# through NAME URL-PATH CURL-ARGS...: curl (two requests on one connection) via the serve proxy
+through() {
+    local name=$1 path=$2 scheme=http
+    shift 2
+    case " $* " in *" -k "*) scheme=https ;; esac
+    curl -s -o /dev/null -w '%{http_code} ' --max-time 15 --resolve "$PROXY_HOST:$SPORT:127.0.0.1" \
+        "$@" "$scheme://$PROXY_HOST:$SPORT$path" "$scheme://$PROXY_HOST:$SPORT$path?again"
+    timeout 10 tail --pid="$SP" -f /dev/null 2>/dev/null || kill "$SP" 2>/dev/null
+}
+conn_auths() { # FILE: lab connections with one auth line and two 200s for alice
+    awk '/ auth conn=/ && /verdict=ok/ { split($3, c, "="); a[c[2]]++ }
+         / access conn=/ && /status=200 user=(LAB.TEST)?.*alice/ { split($3, c, "="); n[c[2]]++ }
+         END { for (k in n) if (a[k] == 1 && n[k] == 2) m++; print m + 0 }' "$1"
+}
+
+echo "$ALICE_PW" | kinit alice >/dev/null 2>&1 || fail "kinit alice"
+before=$(conn_auths "$DEF_LOG")
+serve f1 --backend "$DEF_PORT"
+got=$(through f1 /owa/ --negotiate -u :)
+[ "$got" = "200 200 " ] || fail "(f) Negotiate through edge.h: $got ($(tr '\n' '|' <"$T/f1.out"))"
+grep -q '^trace: scheme=Negotiate mech=spnego/krb5 user="alice@LAB.TEST" path=S4U2Proxy backend_as="alice@LAB.TEST" cached=no backend_status=200 mutual=ok verdict=ok$' \
+    "$T/f1.out" || fail "(f) Negotiate trace: $(tr '\n' '|' <"$T/f1.out")"
+[ "$(conn_auths "$DEF_LOG")" -eq $((before + 1)) ] ||
+    fail "(f) the lab did not see one authenticated backend connection serving both requests"
+log "ok: (f) curl --negotiate through edge.h: S4U2Proxy, 2 requests on one authenticated backend connection"
+
+serve f2 --backend "$DEF_PORT" "${EDGE_TLS[@]}"
+got=$(through f2 /owa/ -k -u "alice:$ALICE_PW")
+[ "$got" = "200 200 " ] || fail "(f) Basic through edge.h: $got ($(tr '\n' '|' <"$T/f2.out"))"
+grep -q '^trace: scheme=Basic mech=basic user="alice@LAB.TEST" path=S4U2Self+S4U2Proxy .*backend_status=200 mutual=ok verdict=ok$' \
+    "$T/f2.out" || fail "(f) Basic trace: $(tr '\n' '|' <"$T/f2.out")"
+[ "$(conn_auths "$DEF_LOG")" -eq $((before + 2)) ] || fail "(f) Basic: the lab did not see alice"
+log "ok: (f) curl Basic over TLS through edge.h: S4U2Self+S4U2Proxy"
+
+serve f3 --backend "$NTLM_PORT" "${EDGE_TLS[@]}" --delegation password-ntlm
+got=$(through f3 /rpc/rpcproxy.dll -k -u "LAB\\alice:$ALICE_PW")
+[ "$got" = "200 200 " ] || fail "(f) Basic to NTLM through edge.h: $got ($(tr '\n' '|' <"$T/f3.out"))"
+grep -q '^trace: scheme=Basic .*path=password-NTLM backend_as="LAB\\alice" .*backend_status=200 mutual=n/a verdict=ok$' \
+    "$T/f3.out" || fail "(f) password-NTLM trace: $(tr '\n' '|' <"$T/f3.out")"
+[ "$(conn_auths "$NTLM_LOG")" -ge 1 ] || fail "(f) the NTLM-only lab did not see LAB\\alice on one connection"
+log "ok: (f) curl Basic through edge.h to an NTLM-only backend: password-NTLM legs, LAB\\alice"
+
+serve f4 --backend "$DEF_PORT" "${EDGE_TLS[@]}"
+curl -sk -o /dev/null -D "$T/f4.h" --max-time 15 --resolve "$PROXY_HOST:$SPORT:127.0.0.1" \
+    --ntlm -u "LAB\\alice:$ALICE_PW" "https://$PROXY_HOST:$SPORT/owa/"
+timeout 10 tail --pid="$SP" -f /dev/null 2>/dev/null || kill "$SP" 2>/dev/null
+offers=$(tr -d '\r' <"$T/f4.h" | awk -F': ' 'tolower($1) == "www-authenticate" { printf "%s,", $2 }')
+[ "$offers" = 'Negotiate,Basic realm="edge-test",' ] || fail "(f) an NTLM client was offered '$offers'"
+grep -q '^trace: scheme=NTLM .*verdict=refused error="NTLM is not accepted at the edge' "$T/f4.out" ||
+    fail "(f) no trace of the refused NTLM client"
+log "ok: (f) curl --ntlm at the edge: 401 offering Negotiate and Basic only"
+
+serve f5 --backend "$DEF_PORT" "${EDGE_TLS[@]}"
+got=$(through f5 /owa/ -k -u "alice:$WRONG_PW")
+[ "$got" = "401 401 " ] || fail "(f) wrong Basic password: $got"
+grep -q 'verdict=refused error="wrong password (the KDC refused it)' "$T/f5.out" ||
+    fail "(f) wrong password trace: $(tr '\n' '|' <"$T/f5.out")"
+serve f6 --backend "$DEF_PORT"
+got=$(through f6 /owa/ -u "alice:$ALICE_PW")
+[ "$got" = "403 403 " ] || fail "(f) Basic on plain HTTP: $got"
+[ "$(conn_auths "$DEF_LOG")" -eq $((before + 2)) ] || fail "(f) a refused client reached the lab"
+log "ok: (f) wrong Basic password -> 401 with the KDC's words; Basic on plain HTTP -> 403"
+
 cat "$T"/*.out | grep -Eq 'Passw0rd|Secret-2' && fail "a password reached edge_client's output"
-pass "S4U2Proxy, S4U2Self+S4U2Proxy, password-Kerberos, password-NTLM, refusals in words, channel bindings"
+pass "S4U2Proxy, S4U2Self+S4U2Proxy, password-Kerberos, password-NTLM, refusals in words, channel bindings, edge.h end to end"

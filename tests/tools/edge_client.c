@@ -11,6 +11,11 @@
  *                           accept it, S4U2Proxy to the backend
  *   edge_client basic       verify --user's password against the KDC, then
  *                           S4U2Self + S4U2Proxy to the backend
+ *   edge_client serve       a small proxy over auth/edge.h (the session's integration
+ *                           recipe): --connections client connections in turn, plain or TLS
+ *                           (--listen-cert/--listen-key), Negotiate and Basic at the edge,
+ *                           --delegation constrained|password-krb5|password-ntlm toward the
+ *                           backend; prints "trace: ..." lines (edge_trace_format)
  *   edge_client password-krb5 | password-ntlm
  *                           verify the password, then reach the backend with a Kerberos or
  *                           NTLM credential made from it (NTLM: NEGOTIATE, the backend's
@@ -39,6 +44,7 @@
 #include <openssl/x509.h>
 
 #include "auth/b64.h"
+#include "auth/edge.h"
 #include "auth/gss.h"
 
 #define HEAD_MAX (128 * 1024)
@@ -46,7 +52,8 @@
 
 struct opts {
     const char *mode, *keytab, *proxy, *target, *host, *path, *user, *pwenv, *domain, *ready;
-    int backend_port;
+    const char *delegation, *realm, *listen_cert, *listen_key;
+    int backend_port, connections;
     bool tls, cb, cb_wrong, verify_twice;
 };
 
@@ -128,6 +135,8 @@ conn_close(struct conn *c)
     if (c->fd >= 0)
         close(c->fd);
     c->fd = -1;
+    c->ssl = NULL;
+    c->ctx = NULL;
 }
 
 static int
@@ -506,6 +515,244 @@ mode_negotiate(const struct opts *o)
     return 1;
 }
 
+/* ---- serve: a one-connection-at-a-time proxy driving auth/edge.h -------------------------- */
+
+#define MAX_WWW_SLICES 8
+
+/* The WWW-Authenticate values of a response head, as views into it. */
+static size_t
+www_slices(const char *head, struct edge_slice *out, size_t cap)
+{
+    const char *p = head;
+    size_t n = 0;
+    while (n < cap && (p = strcasestr(p, "\r\nWWW-Authenticate:")) != NULL) {
+        p += 19;
+        while (*p == ' ')
+            p++;
+        out[n].p = p;
+        out[n].len = strcspn(p, "\r");
+        n++;
+    }
+    return n;
+}
+
+/* Reads one request head from c into buf (NUL-terminated); -1 at EOF or on an error. */
+static int
+read_head_conn(struct conn *c, char *buf, size_t cap)
+{
+    size_t have = 0;
+    while (have + 1 < cap) {
+        ssize_t n = conn_read(c, buf + have, 1);
+        if (n <= 0)
+            return -1;
+        have++;
+        buf[have] = '\0';
+        if (have >= 4 && memcmp(buf + have - 4, "\r\n\r\n", 4) == 0)
+            return 0;
+    }
+    return -1;
+}
+
+static void
+send_status(struct conn *c, int status, char *const *www, size_t nwww, const char *reason)
+{
+    char buf[8192];
+    size_t o = (size_t)snprintf(buf, sizeof(buf), "HTTP/1.1 %d %s\r\n", status,
+                                status == 200 ? "OK" : "Edge");
+    for (size_t i = 0; i < nwww && o < sizeof(buf); i++)
+        o += (size_t)snprintf(buf + o, sizeof(buf) - o, "WWW-Authenticate: %s\r\n", www[i]);
+    if (o < sizeof(buf))
+        o += (size_t)snprintf(buf + o, sizeof(buf) - o,
+                              "X-Edge-Reason: %s\r\nContent-Length: 0\r\n\r\n",
+                              reason ? reason : "-");
+    if (o < sizeof(buf))
+        conn_write(c, buf, o);
+}
+
+static void
+print_trace(struct edge *e)
+{
+    char line[2048];
+    edge_trace_format(e, line, sizeof(line));
+    printf("trace: %s\n", line);
+    fflush(stdout);
+}
+
+/* Sends method target to the backend with authz (or none) and reads the answer. */
+static int
+backend_send(struct conn *bk, const struct opts *o, const char *method, const char *target,
+             const char *authz, struct resp *r)
+{
+    char head[16384];
+    int n = snprintf(head, sizeof(head),
+                     "%s %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: exshim-edge-client\r\n%s%s%s"
+                     "Content-Length: 0\r\n\r\n",
+                     method, target, o->host, authz ? "Authorization: " : "", authz ? authz : "",
+                     authz ? "\r\n" : "");
+    if (n < 0 || (size_t)n >= sizeof(head) || conn_write(bk, head, (size_t)n) != 0)
+        return -1;
+    return read_resp(bk, r);
+}
+
+/*
+ * One client connection, following the integration recipe of auth/edge.h: edge_request for
+ * every request head; on EDGE_PROCEED the backend connection (a fresh one when asked), then
+ * edge_backend_request; every backend answer through edge_response.
+ */
+static void
+serve_client(const struct opts *o, const struct edge_env *env, const struct edge_policy *pol,
+             struct conn *cl, bool tls)
+{
+    static char head[HEAD_MAX];
+    static struct resp r;
+    struct conn bk = {.fd = -1};
+    struct edge *e = edge_new(env);
+    if (e == NULL)
+        die("edge_new");
+    while (read_head_conn(cl, head, sizeof(head)) == 0) {
+        char method[16] = "", target[1024] = "";
+        struct edge_req_out q;
+        struct edge_resp_out a;
+        const char *authz = strcasestr(head, "\r\nAuthorization:");
+        size_t alen = 0;
+        if (sscanf(head, "%15s %1023s", method, target) != 2)
+            break;
+        if (authz != NULL) {
+            authz += 16;
+            while (*authz == ' ')
+                authz++;
+            alen = strcspn(authz, "\r");
+        }
+        if (edge_request(e, pol, authz, alen, tls, &q) != 0)
+            die("edge_request: out of memory");
+        if (q.trace_done)
+            print_trace(e);
+        if (q.action != EDGE_PROCEED) {
+            send_status(cl, q.status, q.www, q.nwww, q.reason);
+            edge_req_clear(&q);
+            continue;
+        }
+        if (q.fresh_backend && bk.fd >= 0) {
+            conn_close(&bk);
+            edge_backend_lost(e);
+            printf("backend: fresh connection\n");
+        }
+        edge_req_clear(&q);
+        if (bk.fd < 0 && conn_open(&bk, o) != 0) {
+            conn_close(&bk);
+            send_status(cl, 502, NULL, 0, "backend unreachable");
+            continue;
+        }
+        if (edge_backend_request(e, pol, o->tls ? bk.cert_hash : NULL,
+                                 o->tls ? bk.cert_hash_len : 0, &q) != 0)
+            die("edge_backend_request: out of memory");
+        if (q.trace_done)
+            print_trace(e);
+        if (q.action != EDGE_FORWARD && q.action != EDGE_FORWARD_NTLM_NEGOTIATE) {
+            send_status(cl, q.status, NULL, 0, q.reason);
+            edge_req_clear(&q);
+            continue;
+        }
+        char *authz_out = q.authorization;
+        q.authorization = NULL;
+        edge_req_clear(&q);
+        for (int legs = 0; legs < 3; legs++) {
+            struct edge_slice www[MAX_WWW_SLICES];
+            if (backend_send(&bk, o, method, target, authz_out, &r) != 0) {
+                conn_close(&bk);
+                edge_backend_lost(e);
+                send_status(cl, 502, NULL, 0, "backend connection lost");
+                break;
+            }
+            free(authz_out);
+            authz_out = NULL;
+            size_t nw = www_slices(r.head, www, MAX_WWW_SLICES);
+            if (edge_response(e, r.status, www, nw, &a) != 0)
+                die("edge_response: out of memory");
+            if (a.trace_done)
+                print_trace(e);
+            if (a.action == EDGE_RESP_RESEND) {
+                authz_out = a.authorization;
+                a.authorization = NULL;
+                edge_resp_clear(&a);
+                continue;
+            }
+            if (a.action == EDGE_RESP_LOCAL) {
+                conn_close(&bk);
+                edge_backend_lost(e);
+                send_status(cl, a.status, NULL, 0, a.reason);
+            } else {
+                send_status(cl, r.status, a.client_www ? &a.client_www : NULL, a.client_www ? 1 : 0,
+                            NULL);
+            }
+            edge_resp_clear(&a);
+            break;
+        }
+        free(authz_out);
+    }
+    edge_free(e);
+    conn_close(&bk);
+}
+
+static int
+mode_serve(const struct opts *o)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET};
+    socklen_t sl = sizeof(sa);
+    struct edge_env env = {.acceptor = acceptor(o)};
+    struct edge_policy pol = {
+        .offer_negotiate = true,
+        .offer_basic = true,
+        .basic_realm = "edge-test",
+        .delegation = EDGE_DELEG_CONSTRAINED,
+        .backend_spn = o->target,
+        .kerberos_realm = o->realm,
+        .ntlm_domain = o->domain,
+    };
+    SSL_CTX *ctx = NULL;
+    if (o->delegation != NULL && strcmp(o->delegation, "password-krb5") == 0) {
+        pol.delegation = EDGE_DELEG_PASSWORD;
+        pol.password_mech = EDGE_PASSWORD_KERBEROS;
+    } else if (o->delegation != NULL && strcmp(o->delegation, "password-ntlm") == 0) {
+        pol.delegation = EDGE_DELEG_PASSWORD;
+        pol.password_mech = EDGE_PASSWORD_NTLM;
+    }
+    if (o->listen_cert != NULL) {
+        ctx = SSL_CTX_new(TLS_server_method());
+        if (ctx == NULL || SSL_CTX_use_certificate_chain_file(ctx, o->listen_cert) != 1 ||
+            SSL_CTX_use_PrivateKey_file(ctx, o->listen_key, SSL_FILETYPE_PEM) != 1)
+            die("listener certificate");
+    }
+    int ls = socket(AF_INET, SOCK_STREAM, 0);
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (ls < 0 || bind(ls, (struct sockaddr *)&sa, sizeof(sa)) != 0 || listen(ls, 8) != 0 ||
+        getsockname(ls, (struct sockaddr *)&sa, &sl) != 0)
+        die("listen failed");
+    FILE *rf = fopen(o->ready, "w");
+    if (rf == NULL)
+        die("ready file");
+    fprintf(rf, "%d\n", ntohs(sa.sin_port));
+    fclose(rf);
+    for (int i = 0; i < (o->connections > 0 ? o->connections : 1); i++) {
+        struct conn cl = {.fd = accept(ls, NULL, NULL)};
+        if (cl.fd < 0)
+            die("accept failed");
+        if (ctx != NULL) {
+            cl.ssl = SSL_new(ctx);
+            if (cl.ssl == NULL || SSL_set_fd(cl.ssl, cl.fd) != 1 || SSL_accept(cl.ssl) != 1) {
+                conn_close(&cl);
+                continue;
+            }
+        }
+        serve_client(o, &env, &pol, &cl, ctx != NULL);
+        conn_close(&cl);
+    }
+    close(ls);
+    SSL_CTX_free(ctx);
+    authgss_acceptor_free(env.acceptor);
+    return 0;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -554,6 +801,16 @@ main(int argc, char **argv)
             o.domain = v;
         else if (strcmp(k, "--ready") == 0)
             o.ready = v;
+        else if (strcmp(k, "--delegation") == 0)
+            o.delegation = v;
+        else if (strcmp(k, "--realm") == 0)
+            o.realm = v;
+        else if (strcmp(k, "--listen-cert") == 0)
+            o.listen_cert = v;
+        else if (strcmp(k, "--listen-key") == 0)
+            o.listen_key = v;
+        else if (strcmp(k, "--connections") == 0)
+            o.connections = (int)strtol(v, NULL, 10);
         else
             die("unknown option");
     }
@@ -561,6 +818,8 @@ main(int argc, char **argv)
         die("--keytab, --proxy, --target and --backend are required");
     if (strcmp(o.mode, "negotiate") == 0 && o.ready != NULL)
         return mode_negotiate(&o);
+    if (strcmp(o.mode, "serve") == 0 && o.ready != NULL)
+        return mode_serve(&o);
     if (o.user == NULL)
         die("--user is required");
     if (strcmp(o.mode, "raw-krb5") == 0)
