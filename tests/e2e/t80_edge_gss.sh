@@ -6,8 +6,8 @@
 #      S4U2Proxy to HTTP/backend: the lab authenticates alice via Kerberos; a raw krb5 AP-REQ
 #      too; a non-forwardable ticket (kinit -F) is refused as "evidence ticket not forwardable"
 #  (b) Basic-style: alice's password verified at the KDC (then from the cache), S4U2Self +
-#      S4U2Proxy: the lab says alice via Kerberos; a wrong password and an unknown user are
-#      refused in words, and nothing reaches the lab
+#      S4U2Proxy: the lab says alice via Kerberos; a wrong password, an unknown user and a
+#      rogue KDC (right password, no proxy key) are refused in words; nothing reaches the lab
 #  (c) password-NTLM to an NTLM-only vdir: the lab says LAB\alice via NTLM, even with an
 #      NTLM_USER_FILE whose first entry is bob (no fallback to someone else)
 #  (d) HTTP/proxy2 (no krbAllowedToDelegateTo): S4U2Proxy refused with the admin's words
@@ -24,6 +24,10 @@ need curl openssl kinit
 EC=$BUILD/tests-tools/edge_client
 [ -x "$EC" ] || skip "edge_client not built ($EC: make tools)"
 
+# A rogue KDC first: the same realm name and the same password for alice, but its own key for
+# HTTP/proxy (it cannot know the real one). Then the real, LDAP-backed realm.
+realm_start LAB.TEST proxy.lab.test
+ROGUE_KRB5_CONFIG=$KRB5_CONFIG
 realm_ldap_start LAB.TEST lab.test
 realm_users_file "$T/users"
 BKT=$REALM_DIR/backend.keytab
@@ -117,8 +121,16 @@ grep -q '^verified=cache' "$T/wrong2.out" && fail "(b) a wrong password came fro
 run nouser basic "${PX[@]}" --backend "$DEF_PORT" --user mallory --password-env ALICE_PW
 [ "$RC" -eq 2 ] || fail "(b) unknown user: rc=$RC"
 has nouser "why=user unknown to the KDC"
+# a KDC that answers for the realm but does not hold the proxy's key cannot vouch for alice:
+# its AS reply decrypts with her password, but the ticket it issues for HTTP/proxy does not
+# decrypt with the proxy's keytab
+run rogue basic "${PX[@]}" --backend "$DEF_PORT" --user alice --password-env ALICE_PW \
+    --spoof-kdc-config "$ROGUE_KRB5_CONFIG"
+[ "$RC" -eq 2 ] || fail "(b) rogue KDC: rc=$RC $(tr '\n' '|' <"$T/rogue.out")"
+grep -q "^why=the KDC's answer could not be verified with the proxy keytab" "$T/rogue.out" ||
+    fail "(b) rogue KDC: $(tr '\n' '|' <"$T/rogue.out")"
 [ "$(lab_ok_krb "$DEF_LOG")" -eq $((before + 3)) ] || fail "(b) a refused user reached the lab"
-log "ok: (b) wrong password and unknown user refused in words; nothing reached the lab"
+log "ok: (b) wrong password, unknown user and a rogue KDC refused in words; nothing reached the lab"
 
 # ---- (c) password-NTLM to an NTLM-only vdir ----------------------------------------------
 printf '%s\n' 'LAB:bob:Secret-2' 'LAB:alice:Passw0rd!' >"$T/bob-first.users"

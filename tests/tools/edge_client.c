@@ -23,7 +23,7 @@
  *
  * Options: --keytab K --proxy PRINCIPAL --target HTTP@host --backend PORT --host NAME
  *          --path /p [--tls] [--cb | --cb-wrong] [--user U --password-env VAR --domain D]
- *          [--ready FILE] [--verify-twice]
+ *          [--ready FILE] [--verify-twice] [--spoof-kdc-config KRB5.CONF]
  * Prints key=value lines: client=, mech=, path=, backend_status=, backend_mutual=,
  * and on failure why=<words> error=<text> (exit 2). Never prints tokens or passwords.
  */
@@ -52,7 +52,7 @@
 
 struct opts {
     const char *mode, *keytab, *proxy, *target, *host, *path, *user, *pwenv, *domain, *ready;
-    const char *delegation, *realm, *listen_cert, *listen_key;
+    const char *delegation, *realm, *listen_cert, *listen_key, *spoof_kdc;
     int backend_port, connections;
     bool tls, cb, cb_wrong, verify_twice;
 };
@@ -408,6 +408,10 @@ mode_password(const struct opts *o)
     struct authgss_acceptor *acc = acceptor(o);
     struct authgss_cred *c = NULL;
     char *pw = password(o);
+    /* as if another KDC answered on the KDC's address from now on (the proxy's own TGT came
+     * from the real one) */
+    if (o->spoof_kdc != NULL)
+        setenv("KRB5_CONFIG", o->spoof_kdc, 1);
     verify(o, acc, pw);
     if (strcmp(o->mode, "basic") == 0) {
         c = authgss_cred_impersonate(acc, o->user, &e);
@@ -801,6 +805,8 @@ main(int argc, char **argv)
             o.domain = v;
         else if (strcmp(k, "--ready") == 0)
             o.ready = v;
+        else if (strcmp(k, "--spoof-kdc-config") == 0)
+            o.spoof_kdc = v;
         else if (strcmp(k, "--delegation") == 0)
             o.delegation = v;
         else if (strcmp(k, "--realm") == 0)
