@@ -157,6 +157,9 @@ deleg_words="why=S4U2Proxy refused: the proxy principal is not allowed to delega
 run d1 basic "${PX2[@]}" --backend "$DEF_PORT" --user alice --password-env ALICE_PW
 [ "$RC" -eq 2 ] || fail "(d) proxy2 S4U2Self+S4U2Proxy: rc=$RC"
 has d1 "$deleg_words"
+# authgss_strerror: the GSS major text and the krb5 minor text, both
+grep -q "^error=.*Unspecified GSS failure.*; KDC can't fulfill requested option$" "$T/d1.out" ||
+    fail "(d) the error lacks the GSS major/minor texts: $(tr '\n' '|' <"$T/d1.out")"
 run d2 raw-krb5 "${PX2[@]}" --backend "$DEF_PORT" --user alice --password-env ALICE_PW
 [ "$RC" -eq 2 ] || fail "(d) proxy2 S4U2Proxy: rc=$RC"
 has d2 client=alice@LAB.TEST
