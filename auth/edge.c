@@ -56,6 +56,7 @@ struct edge {
     uint8_t salt[16];
     uint8_t basic_id[ID_LEN]; /* SHA-256(salt || "user:password") of the Basic value in use */
     bool have_basic_id;
+    char user[EDGE_NAME_MAX];    /* the authenticated principal, exactly (tr.client is for logs) */
     char bk_user[EDGE_NAME_MAX]; /* who the backend connection is (being) authenticated as */
     bool backend_dirty;          /* the backend connection saw a handshake that was abandoned */
     char *client_token;          /* "Negotiate <mutual-auth token>" for the next response */
@@ -74,11 +75,22 @@ trace_begin(struct edge *e, const char *scheme)
     e->tr.verdict = "-";
 }
 
+/* Copies s for the trace line: quotes and control characters become '?', so a name or a
+ * library's message cannot break the key="value" format. */
+static void
+trace_copy(char *dst, size_t cap, const char *s)
+{
+    size_t i = 0;
+    for (; s != NULL && s[i] != '\0' && i + 1 < cap; i++)
+        dst[i] = s[i] == '"' || (unsigned char)s[i] < 0x20 || s[i] == 0x7f ? '?' : s[i];
+    dst[i] = '\0';
+}
+
 static void
 trace_error(struct edge *e, const struct authgss_error *err)
 {
     e->tr.why = err->why;
-    snprintf(e->tr.error, sizeof(e->tr.error), "%s", err->text);
+    trace_copy(e->tr.error, sizeof(e->tr.error), err->text);
 }
 
 static void
@@ -86,7 +98,7 @@ trace_note(struct edge *e, const char *verdict, const char *text)
 {
     e->tr.verdict = verdict;
     if (text != NULL)
-        snprintf(e->tr.error, sizeof(e->tr.error), "%s", text);
+        trace_copy(e->tr.error, sizeof(e->tr.error), text);
 }
 
 static void
@@ -155,6 +167,7 @@ user_reset(struct edge *e)
     free(e->client_token);
     e->client_token = NULL;
     e->cl = CL_NONE;
+    e->user[0] = '\0';
     if (e->bk != BK_AUTHED && e->bk != BK_NONE) {
         /* a half-done backend handshake belongs to the credential just freed, and the backend
          * connection is in the middle of it: the next user needs another connection */
@@ -198,7 +211,7 @@ proceed(struct edge *e, struct edge_req_out *out)
         out->fresh_backend = true;
         e->backend_dirty = false;
     }
-    if (e->bk != BK_NONE && (e->bk != BK_AUTHED || strcmp(e->bk_user, e->tr.client) != 0)) {
+    if (e->bk != BK_NONE && (e->bk != BK_AUTHED || strcmp(e->bk_user, e->user) != 0)) {
         /* authenticated as someone else (or mid-handshake): that connection must never serve
          * this user */
         backend_reset(e);
@@ -247,6 +260,8 @@ negotiate(struct edge *e, const struct edge_policy *pol, bool tls,
     }
     enum authgss_status st = authgss_accept_step(e->acc, tok, n, NULL, 0, &reply, &rl, &err);
     if (st == AUTHGSS_FAIL) {
+        /* An output token here would be a SPNEGO reject: the client gets fresh offers
+         * instead, which make it start over. */
         trace_error(e, &err);
         trace_note(e, "refused", NULL);
         user_reset(e);
@@ -268,7 +283,16 @@ negotiate(struct edge *e, const struct edge_policy *pol, bool tls,
         rc = local(out, EDGE_LOCAL_401, 401, NULL);
         goto cleanup;
     }
-    snprintf(e->tr.client, sizeof(e->tr.client), "%s", authgss_accept_client(e->acc));
+    const char *who = authgss_accept_client(e->acc);
+    trace_copy(e->tr.client, sizeof(e->tr.client), who);
+    if (who == NULL || strlen(who) >= sizeof(e->user)) {
+        trace_note(e, "refused", "client principal name too long");
+        user_reset(e);
+        out->trace_done = true;
+        rc = local(out, EDGE_LOCAL_403, 403, "your user name is too long for exshim");
+        goto cleanup;
+    }
+    memcpy(e->user, who, strlen(who) + 1);
     e->tr.mech = authgss_accept_spnego(e->acc) ? "spnego/krb5" : "krb5";
     if (reply != NULL && (e->client_token = scheme_token("Negotiate", reply, rl)) == NULL)
         goto cleanup;
@@ -390,7 +414,8 @@ basic(struct edge *e, const struct edge_policy *pol, bool tls, const struct auth
         rc = challenge(e, pol, tls, out);
         goto cleanup;
     }
-    snprintf(e->tr.client, sizeof(e->tr.client), "%s", princ);
+    trace_copy(e->tr.client, sizeof(e->tr.client), princ);
+    memcpy(e->user, princ, sizeof(e->user)); /* map_user made it fit */
     if (authgss_verify_password(e->env->acceptor, princ, pw, pwlen, &cached, &err) != 0) {
         trace_error(e, &err);
         trace_note(e, "refused", NULL);
@@ -516,7 +541,7 @@ edge_backend_request(struct edge *e, const struct edge_policy *pol, const uint8_
     memset(out, 0, sizeof(*out));
     if (e->cl != CL_AUTHED)
         return local(out, EDGE_LOCAL_403, 403, "not authenticated");
-    if (e->bk == BK_AUTHED && strcmp(e->bk_user, e->tr.client) == 0) {
+    if (e->bk == BK_AUTHED && strcmp(e->bk_user, e->user) == 0) {
         out->action = EDGE_FORWARD; /* no Authorization: the connection knows the user */
         return 0;
     }
@@ -529,7 +554,7 @@ edge_backend_request(struct edge *e, const struct edge_policy *pol, const uint8_
             return delegation_failed(e, &err, out);
         use = e->ntlm_cred;
     }
-    snprintf(e->tr.backend_as, sizeof(e->tr.backend_as), "%s", authgss_cred_name(use));
+    trace_copy(e->tr.backend_as, sizeof(e->tr.backend_as), authgss_cred_name(use));
     e->ini = authgss_init_new(use, pol->backend_spn, cert_hash, cert_hash_len, &err);
     if (e->ini == NULL)
         return delegation_failed(e, &err, out);
@@ -548,7 +573,7 @@ edge_backend_request(struct edge *e, const struct edge_policy *pol, const uint8_
         goto cleanup;
     out->action = ntlm ? EDGE_FORWARD_NTLM_NEGOTIATE : EDGE_FORWARD;
     e->bk = ntlm ? BK_NTLM_NEG : BK_KRB_SENT;
-    snprintf(e->bk_user, sizeof(e->bk_user), "%s", e->tr.client);
+    memcpy(e->bk_user, e->user, sizeof(e->bk_user));
     rc = 0;
 cleanup:
     free(tok);

@@ -189,10 +189,12 @@ gss_fail(struct authgss_error *err, OM_uint32 major, OM_uint32 minor, enum authg
     char t[AUTHGSS_ERROR_TEXT / 2];
     enum authgss_why why;
 
+    /* the krb5 mechanism's minor codes are krb5 error codes: they say the most */
+    why = mech != AUTHGSS_MECH_NTLM && minor != 0 ? authkrb5_classify((long)(int32_t)minor, phase)
+                                                  : AUTHGSS_WHY_OTHER;
     if (GSS_ROUTINE_ERROR(major) == GSS_S_BAD_BINDINGS)
         why = AUTHGSS_WHY_BAD_BINDINGS;
-    else if (mech != AUTHGSS_MECH_NTLM && minor != 0 &&
-             (why = authkrb5_classify((long)(int32_t)minor, phase)) != AUTHGSS_WHY_OTHER)
+    else if (why != AUTHGSS_WHY_OTHER && why != AUTHGSS_WHY_NONE)
         ;
     else if (GSS_ROUTINE_ERROR(major) == GSS_S_DEFECTIVE_TOKEN ||
              GSS_ROUTINE_ERROR(major) == GSS_S_BAD_MECH ||
@@ -561,7 +563,6 @@ static struct authgss_cred *
 cred_wrap(gss_cred_id_t *gc, enum authgss_cred_kind kind, struct authgss_error *err)
 {
     struct authgss_cred *c = calloc(1, sizeof(*c));
-    OM_uint32 min2;
     if (c == NULL) {
         plain_fail(err, AUTHGSS_WHY_OTHER, "out of memory");
         return NULL;
@@ -575,7 +576,6 @@ cred_wrap(gss_cred_id_t *gc, enum authgss_cred_kind kind, struct authgss_error *
     c->cred = *gc;
     c->kind = kind;
     *gc = GSS_C_NO_CREDENTIAL;
-    (void)min2;
     return c;
 }
 

@@ -940,6 +940,38 @@ test_lifetime(void **state)
     edge_free(e2);
 }
 
+/* The backend connection is matched on the exact principal, not on its logged form; a refused
+ * NTLM attempt does not unseat the connection's user. */
+static void
+test_identity(void **state)
+{
+    struct edge_req_out r;
+    struct edge *e = edge_new(&env);
+    char line[1024];
+
+    negotiate_login(e, "a\"b@LAB.TEST", false);
+    edge_trace_format(e, line, sizeof(line));
+    assert_non_null(strstr(line, "user=\"a?b@LAB.TEST\""));
+
+    assert_int_equal(req(e, &pol_both,
+                         "NTLM TlRMTVNTUAABAAAAB4IIogAAAAAAAAAAAAAAAAAAAAAGAbEdAAAADw==", true, &r),
+                     0);
+    assert_int_equal(r.action, EDGE_LOCAL_401);
+    edge_req_clear(&r);
+    assert_int_equal(req(e, &pol_both, NULL, true, &r), 0);
+    assert_int_equal(r.action, EDGE_PROCEED);
+    assert_false(r.fresh_backend);
+    edge_req_clear(&r);
+
+    /* "a?b" logs like "a\"b" but is someone else */
+    script_accept(AUTHGSS_DONE, NULL, "a?b@LAB.TEST");
+    assert_int_equal(req(e, &pol_both, cred_of("Negotiate", "\x60t"), true, &r), 0);
+    assert_int_equal(r.action, EDGE_PROCEED);
+    assert_true(r.fresh_backend);
+    edge_req_clear(&r);
+    edge_free(e);
+}
+
 int
 main(void)
 {
@@ -958,6 +990,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_password_ntlm, setup, teardown),
         cmocka_unit_test_setup_teardown(test_password_krb5, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lifetime, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_identity, setup, teardown),
     };
     return cmocka_run_group_tests_name("auth_edge", tests, NULL, NULL);
 }
