@@ -21,7 +21,7 @@
 . "$E2E_DIR/realm.sh"
 . "$E2E_DIR/realm_ldap.sh"
 need curl openssl kinit
-EC=$BUILD/tests-tools/edge_client
+EC=${EDGE_CLIENT:-$BUILD/tests-tools/edge_client}
 [ -x "$EC" ] || skip "edge_client not built ($EC: make tools)"
 
 # A rogue KDC first: the same realm name and the same password for alice, but its own key for
