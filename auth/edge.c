@@ -54,6 +54,8 @@ struct edge {
     size_t pwlen;
     char ntlm_user[USER_MAX], ntlm_domain[USER_MAX];
     uint8_t salt[16];
+    uint8_t client_cb[64];    /* tls-server-end-point hash of the certificate the client saw */
+    size_t client_cb_len;     /* 0: none (plain connection, or not set) */
     uint8_t basic_id[ID_LEN]; /* SHA-256(salt || "user:password") of the Basic value in use */
     bool have_basic_id;
     char user[EDGE_NAME_MAX];    /* the authenticated principal, exactly (tr.client is for logs) */
@@ -258,7 +260,9 @@ negotiate(struct edge *e, const struct edge_policy *pol, bool tls,
             goto cleanup;
         e->cl = CL_NEGOTIATING;
     }
-    enum authgss_status st = authgss_accept_step(e->acc, tok, n, NULL, 0, &reply, &rl, &err);
+    enum authgss_status st =
+        authgss_accept_step(e->acc, tok, n, e->client_cb_len > 0 ? e->client_cb : NULL,
+                            e->client_cb_len, &reply, &rl, &err);
     if (st == AUTHGSS_FAIL) {
         /* An output token here would be a SPNEGO reject: the client gets fresh offers
          * instead, which make it start over. */
@@ -769,6 +773,17 @@ edge_new(const struct edge_env *env)
     e->env = env;
     trace_begin(e, "-");
     return e;
+}
+
+void
+edge_set_client_cert(struct edge *e, const uint8_t *hash, size_t len)
+{
+    if (hash == NULL || len == 0 || len > sizeof(e->client_cb)) {
+        e->client_cb_len = 0;
+        return;
+    }
+    memcpy(e->client_cb, hash, len);
+    e->client_cb_len = len;
 }
 
 void

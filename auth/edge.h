@@ -6,6 +6,7 @@
  * The session calls, per client connection:
  *
  *   edge_new()               when the client connection is accepted
+ *   edge_set_client_cert()   after the client's TLS handshake (optional: channel bindings)
  *   edge_request()           for every request head, with its Authorization value (or none):
  *                              EDGE_LOCAL_*  answer the client locally, forward nothing;
  *                              EDGE_PROCEED  the user is authenticated: get the backend
@@ -161,6 +162,15 @@ struct edge *edge_new(const struct edge_env *env);
 
 /* Destroys every credential and context of e, zeroing the password bytes first. Accepts NULL. */
 void edge_free(struct edge *e);
+
+/*
+ * The client connection is TLS and the client saw a certificate whose tls-server-end-point hash
+ * is hash[0..len) (len <= 64): Kerberos authenticators that carry channel bindings must match
+ * it (a ticket relayed from another TLS server is refused). Call it once after the client's TLS
+ * handshake, before the first edge_request. Authenticators without bindings are still accepted
+ * (MIT's rule; most clients send none). Borrows hash (copied).
+ */
+void edge_set_client_cert(struct edge *e, const uint8_t *hash, size_t len);
 
 /*
  * Client side of a request. authz: the Authorization value (NULL: none). client_tls: the

@@ -87,6 +87,20 @@ for l in client=alice@LAB.TEST mech=krb5 path=S4U2Proxy backend_status=200; do h
 [ "$(lab_ok_krb "$DEF_LOG")" -eq $((before + 2)) ] || fail "(a) raw krb5: the lab did not see alice"
 log "ok: (a) raw Kerberos AP-REQ accepted, S4U2Proxy: the lab says alice"
 
+# the edge's own channel bindings: a client bound to the certificate it saw is accepted and
+# marked bound; one bound to another certificate (a relayed ticket) is refused
+run cbr raw-krb5 "${PX[@]}" --backend "$DEF_PORT" --path /owa/ --user alice \
+    --password-env ALICE_PW --client-cb right
+[ "$RC" -eq 0 ] || fail "(a) client bindings right: rc=$RC $(tr '\n' '|' <"$T/cbr.out")"
+has cbr client_bindings=bound
+has raw client_bindings=none
+run cbw raw-krb5 "${PX[@]}" --backend "$DEF_PORT" --path /owa/ --user alice \
+    --password-env ALICE_PW --client-cb wrong
+[ "$RC" -eq 2 ] || fail "(a) client bindings wrong: rc=$RC"
+has cbw "why=channel bindings do not match the TLS certificate (Extended Protection)"
+[ "$(lab_ok_krb "$DEF_LOG")" -eq $((before + 3)) ] || fail "(a) bindings: the lab count is off"
+log "ok: (a) the edge's acceptor: client bindings matching -> bound; another certificate -> refused"
+
 echo "$ALICE_PW" | kinit -F alice >/dev/null 2>&1 || fail "kinit -F alice"
 rm -f "$T/negf.ready"
 "$EC" negotiate "${PX[@]}" --backend "$DEF_PORT" --path /owa/ --ready "$T/negf.ready" \
@@ -99,7 +113,7 @@ curl -s -o /dev/null --max-time 15 --negotiate -u : --resolve "$PROXY_HOST:$P:12
 wait "$ECP"
 grep -q '^why=evidence ticket not forwardable' "$T/negf.out" ||
     fail "(a) kinit -F: want 'evidence ticket not forwardable', got $(tr '\n' '|' <"$T/negf.out")"
-[ "$(lab_ok_krb "$DEF_LOG")" -eq $((before + 2)) ] || fail "(a) kinit -F: something reached the lab"
+[ "$(lab_ok_krb "$DEF_LOG")" -eq $((before + 3)) ] || fail "(a) kinit -F: something reached the lab"
 log "ok: (a) non-forwardable ticket: refused as 'evidence ticket not forwardable'"
 
 # ---- (b) Basic: KDC-verified password, S4U2Self + S4U2Proxy ------------------------------
@@ -108,7 +122,7 @@ run basic basic "${PX[@]}" --backend "$DEF_PORT" --path /owa/ --user alice \
 [ "$RC" -eq 0 ] || fail "(b) basic: rc=$RC $(tr '\n' '|' <"$T/basic.out")"
 for l in verified=kdc verified=cache path=S4U2Self+S4U2Proxy "cred=alice@LAB.TEST kind=2" \
     backend_status=200 backend_mutual=ok; do has basic "$l"; done
-[ "$(lab_ok_krb "$DEF_LOG")" -eq $((before + 3)) ] || fail "(b) the lab did not see alice"
+[ "$(lab_ok_krb "$DEF_LOG")" -eq $((before + 4)) ] || fail "(b) the lab did not see alice"
 log "ok: (b) password verified at the KDC (second time from the cache), S4U2Self+S4U2Proxy: alice"
 
 run wrong basic "${PX[@]}" --backend "$DEF_PORT" --user alice --password-env WRONG_PW
@@ -129,7 +143,7 @@ run rogue basic "${PX[@]}" --backend "$DEF_PORT" --user alice --password-env ALI
 [ "$RC" -eq 2 ] || fail "(b) rogue KDC: rc=$RC $(tr '\n' '|' <"$T/rogue.out")"
 grep -q "^why=the KDC's answer could not be verified with the proxy keytab" "$T/rogue.out" ||
     fail "(b) rogue KDC: $(tr '\n' '|' <"$T/rogue.out")"
-[ "$(lab_ok_krb "$DEF_LOG")" -eq $((before + 3)) ] || fail "(b) a refused user reached the lab"
+[ "$(lab_ok_krb "$DEF_LOG")" -eq $((before + 4)) ] || fail "(b) a refused user reached the lab"
 log "ok: (b) wrong password, unknown user and a rogue KDC refused in words; nothing reached the lab"
 
 # ---- (c) password-NTLM to an NTLM-only vdir ----------------------------------------------
@@ -149,7 +163,7 @@ run pk password-krb5 "${PX[@]}" --backend "$DEF_PORT" --path /owa/ --user alice 
     --password-env ALICE_PW
 [ "$RC" -eq 0 ] || fail "password-Kerberos: rc=$RC $(tr '\n' '|' <"$T/pk.out")"
 has pk path=password-Kerberos
-[ "$(lab_ok_krb "$DEF_LOG")" -eq $((before + 4)) ] || fail "password-Kerberos: the lab did not see alice"
+[ "$(lab_ok_krb "$DEF_LOG")" -eq $((before + 5)) ] || fail "password-Kerberos: the lab did not see alice"
 log "ok: password-Kerberos: the lab says alice via Kerberos"
 
 # ---- (d) a proxy principal that may not delegate -----------------------------------------
@@ -166,7 +180,7 @@ has d2 client=alice@LAB.TEST
 has d2 "$deleg_words"
 grep -q "UNSUPPORTED_S4U2PROXY_REQUEST.*HTTP/$PROXY2_HOST@LAB.TEST for HTTP/$BACKEND_HOST" \
     "$REALM_DIR/kdc.log" || fail "(d) the KDC log shows no refused S4U2Proxy for proxy2"
-[ "$(lab_ok_krb "$DEF_LOG")" -eq $((before + 4)) ] || fail "(d) a refused delegation reached the lab"
+[ "$(lab_ok_krb "$DEF_LOG")" -eq $((before + 5)) ] || fail "(d) a refused delegation reached the lab"
 log "ok: (d) HTTP/proxy2 without krbAllowedToDelegateTo: S4U2Proxy refused in the admin's words"
 
 # ---- (e) channel bindings toward a TLS backend with Extended Protection Required ---------

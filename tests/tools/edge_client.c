@@ -24,6 +24,7 @@
  * Options: --keytab K --proxy PRINCIPAL --target HTTP@host --backend PORT --host NAME
  *          --path /p [--tls] [--cb | --cb-wrong] [--user U --password-env VAR --domain D]
  *          [--ready FILE] [--verify-twice] [--spoof-kdc-config KRB5.CONF]
+ *          [--client-cb right|wrong]  (raw-krb5: the client binds to a certificate hash)
  * Prints key=value lines: client=, mech=, path=, backend_status=, backend_mutual=,
  * and on failure why=<words> error=<text> (exit 2). Never prints tokens or passwords.
  */
@@ -52,7 +53,7 @@
 
 struct opts {
     const char *mode, *keytab, *proxy, *target, *host, *path, *user, *pwenv, *domain, *ready;
-    const char *delegation, *realm, *listen_cert, *listen_key, *spoof_kdc;
+    const char *delegation, *realm, *listen_cert, *listen_key, *spoof_kdc, *client_cb;
     int backend_port, connections;
     bool tls, cb, cb_wrong, verify_twice;
 };
@@ -333,14 +334,16 @@ acceptor(const struct opts *o)
 
 /* Accepts one client token; prints client= and mech=; returns the proxy credential. */
 static struct authgss_cred *
-accept_token(struct authgss_accept *a, const uint8_t *t, size_t n, uint8_t **out, size_t *outlen)
+accept_token(struct authgss_accept *a, const uint8_t *t, size_t n, const uint8_t *cb, uint8_t **out,
+             size_t *outlen)
 {
     struct authgss_error e;
-    enum authgss_status st = authgss_accept_step(a, t, n, NULL, 0, out, outlen, &e);
+    enum authgss_status st = authgss_accept_step(a, t, n, cb, cb ? 32 : 0, out, outlen, &e);
     if (st != AUTHGSS_DONE)
         die_gss("accept", &e);
     printf("client=%s\nmech=%s%s\n", authgss_accept_client(a),
            authgss_accept_spnego(a) ? "spnego/" : "", authgss_mech_name(authgss_accept_mech(a)));
+    printf("client_bindings=%s\n", authgss_accept_channel_bound(a) ? "bound" : "none");
     struct authgss_cred *c = authgss_accept_take_cred(a, &e);
     if (c == NULL)
         die_gss("delegated credential", &e);
@@ -362,13 +365,20 @@ mode_raw_krb5(const struct opts *o)
         die_gss("client credential", &e);
     char spn[256];
     snprintf(spn, sizeof(spn), "%s", authgss_acceptor_name(acc));
-    struct authgss_init *ci = authgss_init_new(uc, spn, NULL, 0, &e);
+    /* --client-cb: the client binds to the certificate hash A; the proxy checks against A
+     * ("right") or against B ("wrong") */
+    uint8_t cb_a[32], cb_b[32];
+    memset(cb_a, 0xa1, sizeof(cb_a));
+    memset(cb_b, 0xb2, sizeof(cb_b));
+    bool ccb = o->client_cb != NULL;
+    struct authgss_init *ci = authgss_init_new(uc, spn, ccb ? cb_a : NULL, ccb ? 32 : 0, &e);
     uint8_t *tok = NULL, *out = NULL;
     size_t tl = 0, ol = 0;
     if (ci == NULL || authgss_init_step(ci, NULL, 0, &tok, &tl, &e) == AUTHGSS_FAIL)
         die_gss("client token", &e);
     struct authgss_accept *a = authgss_accept_new(acc);
-    struct authgss_cred *pc = accept_token(a, tok, tl, &out, &ol);
+    const uint8_t *pcb = !ccb ? NULL : strcmp(o->client_cb, "right") == 0 ? cb_a : cb_b;
+    struct authgss_cred *pc = accept_token(a, tok, tl, pcb, &out, &ol);
     /* the proxy's mutual-auth token completes the client's context */
     uint8_t *t2 = NULL;
     size_t t2l = 0;
@@ -491,7 +501,7 @@ mode_negotiate(const struct opts *o)
         if (tok == NULL || authb64_decode(a, tl, tok, cap, &n) != 0)
             die("bad base64 from the client");
         struct authgss_accept *ac = authgss_accept_new(acc);
-        struct authgss_cred *pc = accept_token(ac, tok, n, &out, &ol);
+        struct authgss_cred *pc = accept_token(ac, tok, n, NULL, &out, &ol);
         printf("path=S4U2Proxy\n");
         fflush(stdout);
         int rc = backend(o, pc);
@@ -605,7 +615,7 @@ backend_send(struct conn *bk, const struct opts *o, const char *method, const ch
  */
 static void
 serve_client(const struct opts *o, const struct edge_env *env, const struct edge_policy *pol,
-             struct conn *cl, bool tls)
+             struct conn *cl, bool tls, const uint8_t *cert_hash, size_t cert_hash_len)
 {
     static char head[HEAD_MAX];
     static struct resp r;
@@ -613,6 +623,8 @@ serve_client(const struct opts *o, const struct edge_env *env, const struct edge
     struct edge *e = edge_new(env);
     if (e == NULL)
         die("edge_new");
+    if (tls)
+        edge_set_client_cert(e, cert_hash, cert_hash_len);
     while (read_head_conn(cl, head, sizeof(head)) == 0) {
         char method[16] = "", target[1024] = "";
         struct edge_req_out q;
@@ -721,10 +733,13 @@ mode_serve(const struct opts *o)
         pol.delegation = EDGE_DELEG_PASSWORD;
         pol.password_mech = EDGE_PASSWORD_NTLM;
     }
+    uint8_t lhash[EVP_MAX_MD_SIZE];
+    unsigned lhash_len = 0;
     if (o->listen_cert != NULL) {
         ctx = SSL_CTX_new(TLS_server_method());
         if (ctx == NULL || SSL_CTX_use_certificate_chain_file(ctx, o->listen_cert) != 1 ||
-            SSL_CTX_use_PrivateKey_file(ctx, o->listen_key, SSL_FILETYPE_PEM) != 1)
+            SSL_CTX_use_PrivateKey_file(ctx, o->listen_key, SSL_FILETYPE_PEM) != 1 ||
+            X509_digest(SSL_CTX_get0_certificate(ctx), EVP_sha256(), lhash, &lhash_len) != 1)
             die("listener certificate");
     }
     int ls = socket(AF_INET, SOCK_STREAM, 0);
@@ -748,7 +763,7 @@ mode_serve(const struct opts *o)
                 continue;
             }
         }
-        serve_client(o, &env, &pol, &cl, ctx != NULL);
+        serve_client(o, &env, &pol, &cl, ctx != NULL, lhash, lhash_len);
         conn_close(&cl);
     }
     close(ls);
@@ -805,6 +820,8 @@ main(int argc, char **argv)
             o.domain = v;
         else if (strcmp(k, "--ready") == 0)
             o.ready = v;
+        else if (strcmp(k, "--client-cb") == 0)
+            o.client_cb = v;
         else if (strcmp(k, "--spoof-kdc-config") == 0)
             o.spoof_kdc = v;
         else if (strcmp(k, "--delegation") == 0)

@@ -62,6 +62,8 @@ static struct {
     /* accept */
     struct fake_step accept[MAX_STEPS];
     int naccept, accept_pos;
+    size_t accept_cb_len; /* channel-binding hash length the last accept step got */
+    uint8_t accept_cb0;
     enum authgss_why take_why; /* NONE: the credential comes */
     /* verify_password */
     enum authgss_why verify_why;
@@ -182,6 +184,8 @@ __wrap_authgss_accept_step(struct authgss_accept *a, const uint8_t *in, size_t l
     assert_int_equal(a->conn, F.conn); /* a context serves the connection that made it */
     assert_true(F.accept_pos < F.naccept);
     const struct fake_step *s = &F.accept[F.accept_pos++];
+    F.accept_cb_len = cb_hash != NULL ? cb_hash_len : 0;
+    F.accept_cb0 = cb_hash != NULL ? cb_hash[0] : 0;
     if (a->steps++ == 0)
         a->spnego = len > 0 && in[0] == 0x60;
     *out = copy_out(s->out, outlen);
@@ -972,6 +976,35 @@ test_identity(void **state)
     edge_free(e);
 }
 
+/* The certificate the client saw reaches the acceptor as channel bindings; a mismatch (the
+ * acceptor's GSS_S_BAD_BINDINGS) is a refusal with fresh offers. */
+static void
+test_client_bindings(void **state)
+{
+    struct edge_req_out r;
+    struct edge *e = edge_new(&env);
+    uint8_t hash[32];
+    memset(hash, 0xab, sizeof(hash));
+
+    edge_set_client_cert(e, hash, sizeof(hash));
+    F.accept[F.naccept++] = (struct fake_step){AUTHGSS_FAIL, NULL, NULL, AUTHGSS_WHY_BAD_BINDINGS};
+    assert_int_equal(req(e, &pol_both, cred_of("Negotiate", "\x60t"), true, &r), 0);
+    assert_int_equal(F.accept_cb_len, 32);
+    assert_int_equal(F.accept_cb0, 0xab);
+    assert_int_equal(r.action, EDGE_LOCAL_401);
+    assert_int_equal(edge_trace(e)->why, AUTHGSS_WHY_BAD_BINDINGS);
+    edge_req_clear(&r);
+    edge_free(e);
+
+    /* without a certificate (plain connection): no bindings */
+    e = edge_new(&env);
+    script_accept(AUTHGSS_DONE, NULL, "alice@LAB.TEST");
+    assert_int_equal(req(e, &pol_both, cred_of("Negotiate", "\x60t"), false, &r), 0);
+    assert_int_equal(F.accept_cb_len, 0);
+    edge_req_clear(&r);
+    edge_free(e);
+}
+
 int
 main(void)
 {
@@ -991,6 +1024,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_password_krb5, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lifetime, setup, teardown),
         cmocka_unit_test_setup_teardown(test_identity, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_client_bindings, setup, teardown),
     };
     return cmocka_run_group_tests_name("auth_edge", tests, NULL, NULL);
 }
