@@ -230,6 +230,12 @@ through() {
         "$@" "$scheme://$PROXY_HOST:$SPORT$path" "$scheme://$PROXY_HOST:$SPORT$path?again"
     timeout 10 tail --pid="$SP" -f /dev/null 2>/dev/null || kill "$SP" 2>/dev/null
 }
+# served NAME: the serve process ended cleanly (under a sanitizer build: no report)
+served() {
+    wait "$SP"
+    local rc=$?
+    [ "$rc" -eq 0 ] || fail "edge_client serve ($1) exited $rc: $(tail -5 "$T/$1.out" | tr '\n' '|')"
+}
 conn_auths() { # FILE: lab connections with one auth line and two 200s for alice
     awk '/ auth conn=/ && /verdict=ok/ { split($3, c, "="); a[c[2]]++ }
          / access conn=/ && /status=200 user=(LAB.TEST)?.*alice/ { split($3, c, "="); n[c[2]]++ }
@@ -240,6 +246,7 @@ echo "$ALICE_PW" | kinit alice >/dev/null 2>&1 || fail "kinit alice"
 before=$(conn_auths "$DEF_LOG")
 serve f1 --backend "$DEF_PORT"
 got=$(through f1 /owa/ --negotiate -u :)
+served f1
 [ "$got" = "200 200 " ] || fail "(f) Negotiate through edge.h: $got ($(tr '\n' '|' <"$T/f1.out"))"
 grep -q '^trace: scheme=Negotiate mech=spnego/krb5 user="alice@LAB.TEST" path=S4U2Proxy backend_as="alice@LAB.TEST" cached=no backend_status=200 mutual=ok verdict=ok$' \
     "$T/f1.out" || fail "(f) Negotiate trace: $(tr '\n' '|' <"$T/f1.out")"
@@ -249,6 +256,7 @@ log "ok: (f) curl --negotiate through edge.h: S4U2Proxy, 2 requests on one authe
 
 serve f2 --backend "$DEF_PORT" "${EDGE_TLS[@]}"
 got=$(through f2 /owa/ -k -u "alice:$ALICE_PW")
+served f2
 [ "$got" = "200 200 " ] || fail "(f) Basic through edge.h: $got ($(tr '\n' '|' <"$T/f2.out"))"
 grep -q '^trace: scheme=Basic mech=basic user="alice@LAB.TEST" path=S4U2Self+S4U2Proxy .*backend_status=200 mutual=ok verdict=ok$' \
     "$T/f2.out" || fail "(f) Basic trace: $(tr '\n' '|' <"$T/f2.out")"
@@ -257,6 +265,7 @@ log "ok: (f) curl Basic over TLS through edge.h: S4U2Self+S4U2Proxy"
 
 serve f3 --backend "$NTLM_PORT" "${EDGE_TLS[@]}" --delegation password-ntlm
 got=$(through f3 /rpc/rpcproxy.dll -k -u "LAB\\alice:$ALICE_PW")
+served f3
 [ "$got" = "200 200 " ] || fail "(f) Basic to NTLM through edge.h: $got ($(tr '\n' '|' <"$T/f3.out"))"
 grep -q '^trace: scheme=Basic .*path=password-NTLM backend_as="LAB\\alice" .*backend_status=200 mutual=n/a verdict=ok$' \
     "$T/f3.out" || fail "(f) password-NTLM trace: $(tr '\n' '|' <"$T/f3.out")"
@@ -266,7 +275,7 @@ log "ok: (f) curl Basic through edge.h to an NTLM-only backend: password-NTLM le
 serve f4 --backend "$DEF_PORT" "${EDGE_TLS[@]}"
 curl -sk -o /dev/null -D "$T/f4.h" --max-time 15 --resolve "$PROXY_HOST:$SPORT:127.0.0.1" \
     --ntlm -u "LAB\\alice:$ALICE_PW" "https://$PROXY_HOST:$SPORT/owa/"
-timeout 10 tail --pid="$SP" -f /dev/null 2>/dev/null || kill "$SP" 2>/dev/null
+served f4
 offers=$(tr -d '\r' <"$T/f4.h" | awk -F': ' 'tolower($1) == "www-authenticate" { printf "%s,", $2 }')
 [ "$offers" = 'Negotiate,Basic realm="edge-test",' ] || fail "(f) an NTLM client was offered '$offers'"
 grep -q '^trace: scheme=NTLM .*verdict=refused error="NTLM is not accepted at the edge' "$T/f4.out" ||
@@ -275,11 +284,13 @@ log "ok: (f) curl --ntlm at the edge: 401 offering Negotiate and Basic only"
 
 serve f5 --backend "$DEF_PORT" "${EDGE_TLS[@]}"
 got=$(through f5 /owa/ -k -u "alice:$WRONG_PW")
+served f5
 [ "$got" = "401 401 " ] || fail "(f) wrong Basic password: $got"
 grep -q 'verdict=refused error="wrong password (the KDC refused it)' "$T/f5.out" ||
     fail "(f) wrong password trace: $(tr '\n' '|' <"$T/f5.out")"
 serve f6 --backend "$DEF_PORT"
 got=$(through f6 /owa/ -u "alice:$ALICE_PW")
+served f6
 [ "$got" = "403 403 " ] || fail "(f) Basic on plain HTTP: $got"
 [ "$(conn_auths "$DEF_LOG")" -eq $((before + 2)) ] || fail "(f) a refused client reached the lab"
 log "ok: (f) wrong Basic password -> 401 with the KDC's words; Basic on plain HTTP -> 403"
