@@ -282,6 +282,16 @@ grep -q '^trace: scheme=NTLM .*verdict=refused error="NTLM is not accepted at th
     fail "(f) no trace of the refused NTLM client"
 log "ok: (f) curl --ntlm at the edge: 401 offering Negotiate and Basic only"
 
+# NTLM inside SPNEGO is refused too, even with an NTLM_USER_FILE that would let gss-ntlmssp
+# accept it in exshim's own environment
+NTLM_USER_FILE=$T/users serve f7 --backend "$DEF_PORT"
+got=$(KRB5CCNAME=FILE:$T/no-ticket.ccache NTLM_USER_FILE=$T/users through f7 /owa/ --negotiate -u :)
+served f7
+case "$got" in 200*|*" 200 "*) fail "(f) SPNEGO carrying NTLM was accepted at the edge: $got" ;; esac
+grep -q '^trace: scheme=Negotiate .*verdict=refused' "$T/f7.out" ||
+    fail "(f) no refusal trace for SPNEGO/NTLM: $(tr '\n' '|' <"$T/f7.out")"
+log "ok: (f) SPNEGO carrying NTLM refused at the edge ($got)"
+
 serve f5 --backend "$DEF_PORT" "${EDGE_TLS[@]}"
 got=$(through f5 /owa/ -k -u "alice:$WRONG_PW")
 served f5
