@@ -318,7 +318,8 @@ authgss_acceptor_new(const char *keytab, const char *principal, struct authgss_e
     if (acc->keytab == NULL)
         goto oom;
     snprintf(acc->keytab, strlen(keytab) + 6, "%s%s", strchr(keytab, ':') ? "" : "FILE:", keytab);
-    if (access(acc->keytab + (strncmp(acc->keytab, "FILE:", 5) == 0 ? 5 : 0), R_OK) != 0) {
+    /* a missing file keytab is the commonest mistake: say so before GSS says something vaguer */
+    if (strncmp(acc->keytab, "FILE:", 5) == 0 && access(acc->keytab + 5, R_OK) != 0) {
         plain_fail(err, AUTHGSS_WHY_KEYTAB, "keytab not readable");
         goto cleanup;
     }
