@@ -220,8 +220,9 @@ const char *edge_path_name(enum edge_path p);
 /*
  * Writes the trace as one line of key=value pairs into buf (cap >= 1, always NUL-terminated):
  *   scheme=Negotiate mech=spnego/krb5 user="alice@LAB.TEST" path=S4U2Proxy
- *   backend_as="alice@LAB.TEST" backend_status=200 mutual=ok verdict=ok [error="..."]
- * Returns the length written. Borrows both.
+ *   backend_as="alice@LAB.TEST" cached=no backend_status=200 mutual=ok verdict=ok [error="..."]
+ * Quotes and control characters in names and errors are written as '?'. Returns the length
+ * written. Borrows both.
  */
 size_t edge_trace_format(const struct edge *e, char *buf, size_t cap);
 
