@@ -6,7 +6,7 @@
 BUILD  ?= build
 CC     ?= cc
 CLANG  ?= clang-14
-PKGS   := libevent libevent_openssl openssl krb5-gssapi libconfig libsystemd
+PKGS   := libevent libevent_openssl openssl krb5-gssapi krb5 libconfig libsystemd
 
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
@@ -43,9 +43,12 @@ UNITS  := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 FUZZERS := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRC))
 
 BINS := $(EXSHIM) $(if $(LAB_SRC),$(LAB)) $(if $(LOAD_SRC),$(BENCH))
+# Test programs the end-to-end scripts run (tests/tools/NAME.c -> $(BUILD)/tests-tools/NAME).
+TOOL_SRC := $(wildcard tests/tools/*.c)
+TOOLS    := $(patsubst tests/tools/%.c,$(BUILD)/tests-tools/%,$(TOOL_SRC))
 
-.PHONY: all units fuzzers test check run fuzz bench lint clean deps
-all: $(BINS)
+.PHONY: all units tools fuzzers test check run fuzz bench lint clean deps
+all: $(BINS) $(TOOLS)
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -73,6 +76,23 @@ $(BUILD)/tests/%: $(call obj,tests/unit/%.c) $(LIBPROXY) $(LIBAUTH) $(LIBCONF)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS) -lcmocka
 units: $(UNITS)
+
+# test_auth_edge runs auth/edge.c over a fake GSS layer: every authgss_* call edge.c makes is
+# redirected to the test's __wrap_ functions, and free() is wrapped to check that password
+# bytes are zero when they are freed.
+comma := ,
+EDGE_WRAPS := authgss_accept_new authgss_accept_free authgss_accept_step authgss_accept_client \
+              authgss_accept_spnego authgss_accept_take_cred authgss_verify_password \
+              authgss_cred_impersonate authgss_cred_password_krb5 authgss_cred_password_ntlm \
+              authgss_cred_free authgss_cred_name authgss_cred_mech authgss_init_new \
+              authgss_init_free authgss_init_step free
+$(BUILD)/tests/test_auth_edge: LDFLAGS_ALL += $(addprefix -Wl$(comma)--wrap=,$(EDGE_WRAPS))
+
+# edge_client plays the proxy over auth/gss.h for t80_edge_gss.sh: it links libauth.a only.
+$(BUILD)/tests-tools/%: $(call obj,tests/tools/%.c) $(LIBAUTH)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS)
+tools: $(TOOLS)
 
 # libFuzzer targets: clang, ASan+UBSan, the pure parsers compiled again with coverage.
 FUZZ_CFLAGS := -std=c11 -D_DEFAULT_SOURCE -D_GNU_SOURCE -g -O1 -I. $(PKG_CFLAGS) \

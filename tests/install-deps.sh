@@ -6,6 +6,7 @@ PKGS=(
   build-essential pkg-config
   libevent-dev libssl-dev libkrb5-dev libhttp-parser-dev libconfig-dev libcmocka-dev libsystemd-dev
   gss-ntlmssp krb5-kdc krb5-admin-server krb5-user
+  slapd ldap-utils krb5-kdc-ldap
   clang-14 libfuzzer-14-dev libclang-rt-14-dev
   curl openssl python3 python3-requests-ntlm python3-ntlm-auth python3-gssapi
   haproxy nginx procps psmisc systemd
@@ -30,6 +31,8 @@ if [ ! -e /usr/sbin/policy-rc.d ]; then
     created_policy=1
 fi
 export DEBIAN_FRONTEND=noninteractive
+# slapd: no system instance (tests/e2e/realm_ldap.sh runs its own on a unix socket)
+echo 'slapd slapd/no_configuration boolean true' | debconf-set-selections
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 [ "$created_policy" -eq 1 ] && rm -f /usr/sbin/policy-rc.d

@@ -236,5 +236,7 @@ enum lab_gss_status lab_gss_step(struct lab_gss *g, const uint8_t *tok, size_t l
                                  const uint8_t *cert_hash, size_t cert_hash_len, char **out_b64,
                                  char *user, size_t userlen, const char **mech_out, char *why,
                                  size_t whylen);
+/* After LAB_GSS_DONE: the client's authenticator carried bindings matching ours. */
+bool lab_gss_channel_bound(const struct lab_gss *g);
 
 #endif

@@ -302,9 +302,10 @@ void
 lab_log_access(struct lab_conn *c, int status)
 {
     const char *q = c->req.vdir ? c->req.vdir->path : "-";
-    lab_log("access conn=%llu peer=%s method=%s path=%s vdir=%s status=%d user=%s",
+    bool who = c->authed || c->auth_scheme == LAB_SCHEME_BASIC;
+    lab_log("access conn=%llu peer=%s method=%s path=%s vdir=%s status=%d user=%s mech=%s",
             (unsigned long long)c->id, c->peer, c->req.method, c->req.path, q, status,
-            c->authed || c->auth_scheme == LAB_SCHEME_BASIC ? c->user : "-");
+            who ? c->user : "-", who && c->auth_mech ? c->auth_mech : "-");
 }
 
 void
@@ -667,6 +668,10 @@ auth_gss(struct lab_conn *c, const uint8_t *tok, size_t len)
     }
     if (gssuser[0])
         snprintf(user, sizeof(user), "%s", gssuser);
+    /* A mismatch already failed above (GSS_S_BAD_BINDINGS); MIT accepts an authenticator
+     * without bindings, so the log tells the two successes apart. */
+    if (ch != NULL && strcmp(mech, "kerberos") == 0)
+        cbt = lab_gss_channel_bound(c->gss) ? "match" : "absent";
     log_auth(c, LAB_SCHEME_NEGOTIATE, mech, user, "ok", cbt, mic);
     reset_handshake(c);
     c->authed = true;

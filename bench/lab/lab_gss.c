@@ -16,12 +16,14 @@
 #include <unistd.h>
 
 #include <gssapi/gssapi.h>
+#include <gssapi/gssapi_ext.h>
 #include <gssapi/gssapi_krb5.h>
 
 #include "auth/b64.h"
 
 struct lab_gss {
     gss_ctx_id_t ctx;
+    bool bound; /* GSS_C_CHANNEL_BOUND_FLAG on the established context */
 };
 
 /* 1.3.6.1.4.1.311.2.2.10 */
@@ -98,6 +100,12 @@ lab_gss_free(struct lab_gss *g)
     free(g);
 }
 
+bool
+lab_gss_channel_bound(const struct lab_gss *g)
+{
+    return g != NULL && g->bound;
+}
+
 /* "alice@LAB.TEST" -> "LAB.TEST\alice"; "DOMAIN\user" stays. */
 static void
 windows_name(const char *in, size_t len, char *out, size_t cap)
@@ -160,6 +168,7 @@ lab_gss_step(struct lab_gss *g, const uint8_t *tok, size_t len, const uint8_t *c
         rc = LAB_GSS_CONTINUE;
         goto cleanup;
     }
+    g->bound = (flags & GSS_C_CHANNEL_BOUND_FLAG) != 0;
     if (src != GSS_C_NO_NAME && !GSS_ERROR(gss_display_name(&min2, src, &nb, NULL))) {
         windows_name(nb.value, nb.length, user, userlen);
         gss_release_buffer(&min2, &nb);
