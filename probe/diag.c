@@ -171,8 +171,9 @@ auth_rules(const struct pdiag_facts *f, int i, struct acc *a)
     }
     if (ntlm >= 0 && neg < 0 && vi->negotiate_clients) {
         snprintf(fix, sizeof(fix),
-                 "{ path = \"%s\"; backend = \"cas\"; offer = [ \"Negotiate\", \"NTLM\" ]; "
-                 "bridge = \"negotiate-to-ntlm\"; }",
+                 "{ path = \"%s\"; backend = \"cas\"; offer = [ \"NTLM\", \"Negotiate\" ]; "
+                 "bridge = \"negotiate-to-ntlm\"; } (NTLM first: clients follow the order; "
+                 "those sending Negotiate anyway are unwrapped to NTLM)",
                  vi->route);
         add(a, "F3", PDIAG_FAIL, vi->name, fix,
             "Methods Found: NTLM; Methods Required: Negotiate (%s): clients that send "

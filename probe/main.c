@@ -632,9 +632,12 @@ step_handshake(struct probe *P, enum pdiag_vdir vd, struct presp *r)
         v->kerberos = try_auth(P, vd, PA_KERBEROS, false, &o, r);
         v->final_token_bad = v->kerberos == PDIAG_HS_OK && !o.final_token_ok;
         enum probe_verdict kv = hs_verdict(v->kerberos);
-        if (v->kerberos == PDIAG_HS_STEERED)
-            kv = PROBE_WARN;
-        else if (v->kerberos == PDIAG_HS_OK && v->final_token_bad)
+        int pn = pwire_offers_find(&v->offers, AUTHTOK_SCHEME_NTLM);
+        /* a client offered NTLM first uses NTLM: Kerberos failing is then worth a warning */
+        if (v->kerberos == PDIAG_HS_STEERED ||
+            (v->kerberos == PDIAG_HS_OK && v->final_token_bad) ||
+            (kv == PROBE_FAIL && pn >= 0 &&
+             pn < pwire_offers_find(&v->offers, AUTHTOK_SCHEME_NEGOTIATE)))
             kv = PROBE_WARN;
         step_done(P, vi->name, "kerberos", kv, "Negotiate/Kerberos from the ccache: %s%s",
                   hs_text(&o),
