@@ -634,8 +634,7 @@ step_handshake(struct probe *P, enum pdiag_vdir vd, struct presp *r)
         enum probe_verdict kv = hs_verdict(v->kerberos);
         int pn = pwire_offers_find(&v->offers, AUTHTOK_SCHEME_NTLM);
         /* a client offered NTLM first uses NTLM: Kerberos failing is then worth a warning */
-        if (v->kerberos == PDIAG_HS_STEERED ||
-            (v->kerberos == PDIAG_HS_OK && v->final_token_bad) ||
+        if (v->kerberos == PDIAG_HS_STEERED || (v->kerberos == PDIAG_HS_OK && v->final_token_bad) ||
             (kv == PROBE_FAIL && pn >= 0 &&
              pn < pwire_offers_find(&v->offers, AUTHTOK_SCHEME_NEGOTIATE)))
             kv = PROBE_WARN;
