@@ -88,6 +88,11 @@ FUZZ_DEPS := $(AUTH_SRC) $(PURE_SRC)
 $(BUILD)/fuzz/%: tests/fuzz/%.c $(FUZZ_DEPS)
 	@mkdir -p $(dir $@)
 	$(CLANG) $(FUZZ_CFLAGS) -o $@ $^ $(LIBS)
+# exshim-probe's parsers of server input: the pure parts of the probe on top of FUZZ_DEPS
+PROBE_PURE := probe/wire.c
+$(BUILD)/fuzz/fuzz_probe_%: tests/fuzz/fuzz_probe_%.c $(FUZZ_DEPS) $(PROBE_PURE)
+	@mkdir -p $(dir $@)
+	$(CLANG) $(FUZZ_CFLAGS) -o $@ $^ $(LIBS)
 fuzzers: $(FUZZERS)
 
 deps:

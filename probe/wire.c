@@ -485,7 +485,9 @@ pwire_cert_parse(const uint8_t *der, size_t len, struct pwire_cert *out)
         int l = ASN1_STRING_length(g->d.dNSName);
         if (l <= 0 || (size_t)l >= PWIRE_NAME_MAX || memchr(d, 0, (size_t)l) != NULL)
             continue;
-        memcpy(out->san[out->nsan], d, (size_t)l);
+        /* printed later: anything but printable ASCII becomes '?' (as for the CN) */
+        for (int k = 0; k < l; k++)
+            out->san[out->nsan][k] = d[k] > 0x20 && d[k] < 0x7f ? (char)d[k] : '?';
         out->san[out->nsan++][l] = '\0';
     }
     const ASN1_TIME *na = X509_get0_notAfter(x), *nb = X509_get0_notBefore(x);
