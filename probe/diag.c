@@ -122,6 +122,15 @@ auth_rules(const struct pdiag_facts *f, int i, struct acc *a)
     char fix[PDIAG_FIX_MAX];
     if (!v->probed)
         return;
+    if (v->health >= 500) /* 403.4 and 404 are not health verdicts */
+        add(a, "Health", PDIAG_FAIL, vi->name,
+            "the server's own health probe has taken the vdir down (Exchange managed "
+            "availability, Get-ServerHealthState): find why on the server; a balancer that reads "
+            "healthcheck.htm sends clients to another server meanwhile",
+            "%.*s/healthcheck.htm answers %d: the server reports this protocol unhealthy",
+            (int)(strchr(vi->path + 1, '/') ? strchr(vi->path + 1, '/') - vi->path
+                                            : (long)strlen(vi->path)),
+            vi->path, v->health);
     if (v->ssl_required) {
         add(a, "F4", PDIAG_FAIL, vi->name,
             "terminate TLS at exshim and re-encrypt to the server: backends = ( { name = "

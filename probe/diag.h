@@ -51,6 +51,7 @@ struct pdiag_vdir_facts {
     int anon_status;   /* status of the anonymous request; 0 = no answer */
     bool ssl_required; /* 403 whose page is IIS's 403.4 */
     bool forms;        /* 440 Login Timeout */
+    int health;        /* GET /<vdir>/healthcheck.htm status; 0 = not asked */
     struct pwire_offers offers;
     enum pdiag_hs ntlm;     /* NTLM (channel binding when over TLS, as Windows sends) */
     enum pdiag_hs kerberos; /* Negotiate/Kerberos (--kerberos) */

@@ -579,6 +579,54 @@ step_auth(struct probe *P, enum pdiag_vdir vd, struct presp *r)
     }
 }
 
+/* Exchange's per-vdir health page, anonymous: "200 OK<br/>SERVER". Asked once per first
+ * path segment (/mapi serves both MAPI vdirs). */
+static void
+step_health(struct probe *P, enum pdiag_vdir vd, struct presp *r)
+{
+    const struct pdiag_vdir_info *vi = pdiag_vdir_info(vd);
+    char path[128], err[256];
+    uint8_t body[512];
+    size_t blen = 0, seg = strcspn(vi->path + 1, "/") + 1;
+    if (vd == PDIAG_MAPI_NSPI && P->vdir_on[PDIAG_MAPI_EMSMDB])
+        return;
+    snprintf(path, sizeof(path), "%.*s/healthcheck.htm", (int)seg, vi->path);
+    progress(P, vi->name, "health");
+    struct pnet_conn *c = pnet_connect(&P->t, 0, err, sizeof(err));
+    if (c == NULL) {
+        step_done(P, vi->name, "health", PROBE_FAIL, "%s", err);
+        return;
+    }
+    if (phttp_send(c, P->t.host, "GET", path, NULL, false, 0, NULL, 0) != 0 ||
+        phttp_read_head(c, r, false) != PNET_OK) {
+        step_done(P, vi->name, "health", PROBE_FAIL, "no answer to GET %s", path);
+        pnet_close(c);
+        return;
+    }
+    phttp_read_body(c, r, body, sizeof(body) - 1, &blen, 65536);
+    pnet_close(c);
+    body[blen] = '\0';
+    P->f.v[vd].health = r->status;
+    /* the server name after "<br/>", printable characters only */
+    char who[80] = "";
+    const char *br = strstr((const char *)body, "<br/>");
+    if (br != NULL) {
+        size_t k = 0;
+        for (br += 5; *br && k + 1 < sizeof(who); br++)
+            if (*br > 0x20 && *br < 0x7f && *br != '<')
+                who[k++] = *br;
+        who[k] = '\0';
+    }
+    if (r->status == 200)
+        step_done(P, vi->name, "health", PROBE_PASS, "%s: 200, served by %s", path,
+                  who[0] ? who : "(no server name)");
+    else if (r->status < 500)
+        step_done(P, vi->name, "health", PROBE_SKIP, "%s: %d (no health verdict)", path, r->status);
+    else
+        step_done(P, vi->name, "health", PROBE_FAIL, "%s: %d: the vdir reports itself unhealthy",
+                  path, r->status);
+}
+
 /* ---- steps 3 and 4: handshakes and Extended Protection ------------------------------------ */
 
 static enum pdiag_hs
@@ -1430,6 +1478,8 @@ main(int argc, char **argv)
         for (int i = 0; i < PDIAG_NVDIR; i++)
             if (P->vdir_on[i]) {
                 step_auth(P, (enum pdiag_vdir)i, r);
+                if (P->areas & A_AUTH)
+                    step_health(P, (enum pdiag_vdir)i, r);
                 step_handshake(P, (enum pdiag_vdir)i, r);
             }
     if (P->areas & (A_RPC | A_HOLD))

@@ -200,6 +200,56 @@ EOF
 [ "$jrc" = 0 ] || fail "--json run exited $jrc"
 lab_stop
 
+# --health-dir: a vdir the lab reports unhealthy is named; the others stay healthy.
+mkdir -p "$T/health"
+touch "$T/health/mapi"
+lab_start lab-health default --health-dir "$T/health"
+cell=$(probe_cell health "http://$H:$LAB_PORT" "$T/lab.pem" --only auth)
+[ "$cell" = "FAIL:Health exit=1" ] || fail "unhealthy /mapi: got '$cell'"
+grep -q '^pass  ews  *health .*served by exlab01.lab.test' "$T/probe-health.out" ||
+    fail "healthy /ews not reported"
+rm "$T/health/mapi"
+cell=$(probe_cell health2 "http://$H:$LAB_PORT" "$T/lab.pem" --only auth)
+[ "$cell" = "- exit=0" ] || fail "/mapi healthy again: got '$cell'"
+lab_stop
+
+# Hostile servers: one that never answers, one that answers garbage. The probe must end on
+# its own (every wait has --timeout), exit 1 and not crash.
+hport=$(free_port)
+"$PY" - "$hport" >"$T/hostile.log" 2>&1 <<'EOF2' &
+import os, socket, sys, threading
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1])))
+s.listen(64)
+def serve(c, n):
+    try:
+        c.recv(65536)
+        if n % 2:  # garbage: a bad head, a challenge with junk, an endless RTS-looking body
+            c.sendall([b"HTTP/1.1 401 X\r\nWWW-Authenticate: NTLM ====, ,\x00\r\n\r\n",
+                       b"HTTP/1.1 200 OK\r\nContent-Length: 1073741824\r\n\r\n\x05\x00\x14" + os.urandom(300),
+                       b"\x16\x03\x01garbage\r\n\r\n",
+                       b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"][n // 2 % 4])
+        threading.Event().wait(30)  # then silence
+    except OSError:
+        pass
+n = 0
+while True:
+    c, _ = s.accept()
+    threading.Thread(target=serve, args=(c, n), daemon=True).start()
+    n += 1
+EOF2
+PIDS+=("$!")
+wait_port "$hport" 10 || fail "hostile server did not start"
+start=$(date +%s)
+timeout 90 "$PROBE" "http://$H:$hport" --resolve "$H:$hport:127.0.0.1" -u 'LAB\alice' \
+    --password-file "$T/pw" --timeout 1s --mapi-wait 2s >"$T/probe-hostile.out" 2>&1
+hrc=$?
+took=$(($(date +%s) - start))
+log "hostile server: exit $hrc after ${took}s"
+[ "$hrc" = 1 ] || { tail -20 "$T/probe-hostile.out"; fail "hostile server: exit $hrc (want 1)"; }
+[ "$took" -lt 60 ] || fail "hostile server: the probe took ${took}s"
+
 "$PROBE" >/dev/null 2>&1
 [ $? = 2 ] || fail "no URL: exit status is not 2"
 "$PROBE" "ftp://x" >/dev/null 2>&1

@@ -249,6 +249,15 @@ c_cert_bad(struct pdiag_facts *f)
     f->msstd_ok = false;
 }
 
+static void
+c_unhealthy(struct pdiag_facts *f)
+{
+    healthy(f);
+    f->v[PDIAG_MAPI_EMSMDB].health = 503;
+    f->v[PDIAG_RPC].health = 403; /* 403.4 on a Require-SSL vdir is no health verdict */
+    f->v[PDIAG_EWS].health = 200;
+}
+
 /* --insecure: the chain is not judged */
 static void
 c_insecure(struct pdiag_facts *f)
@@ -319,6 +328,7 @@ static const struct row {
       {"F9", PDIAG_FAIL, "-", "subjectAltName"},
       {"F9", PDIAG_FAIL, "-", "CertPrincipalName"}}},
     {"--insecure: chain not judged", c_insecure, 0, {{0}}},
+    {"healthcheck.htm 503", c_unhealthy, 1, {{"Health", PDIAG_FAIL, "mapi", "managed"}}},
 };
 
 static void
