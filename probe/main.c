@@ -663,12 +663,14 @@ step_handshake(struct probe *P, enum pdiag_vdir vd, struct presp *r)
     struct pauth_out o;
     if (!v->probed || v->anon_status != 401 || !vi->windows)
         return;
+    bool ntlm_offered = pwire_offers_find(&v->offers, AUTHTOK_SCHEME_NTLM) >= 0;
+    /* NTLM is tried where only Negotiate is offered too: what an NTLM client meets there */
     if ((P->areas & A_HANDSHAKE) && P->have_creds &&
-        pwire_offers_find(&v->offers, AUTHTOK_SCHEME_NTLM) >= 0) {
+        (ntlm_offered || pwire_offers_find(&v->offers, AUTHTOK_SCHEME_NEGOTIATE) >= 0)) {
         progress(P, vi->name, "ntlm");
         /* over TLS with the channel binding, as Windows clients send it */
         v->ntlm = try_auth(P, vd, PA_NTLM, P->t.tls, &o, r);
-        if (P->t.tls)
+        if (P->t.tls && ntlm_offered)
             v->ep_cb = v->ntlm;
         step_done(P, vi->name, "ntlm", hs_verdict(v->ntlm), "NTLMv2%s as %s%s%s: %s",
                   P->t.tls ? " with channel binding" : "", P->domain, P->domain[0] ? "\\" : "",
@@ -1004,7 +1006,11 @@ step_mapi(struct probe *P, struct presp *r)
         goto cleanup;
     }
     step_done(P, "mapi", "connect", PROBE_PASS,
-              "Connect: 200, X-ResponseCode 0, session cookies %s", jar[0] ? "set" : "MISSING");
+              "Connect with %s: 200, X-ResponseCode 0, session cookies %s",
+              kind == PA_NTLM    ? "NTLM"
+              : kind == PA_BASIC ? "Basic"
+                                 : "Kerberos",
+              jar[0] ? "set" : "MISSING");
 
     /* NotificationWait on the same (authenticated) connection */
     progress(P, "mapi", "notificationwait");
