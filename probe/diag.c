@@ -252,6 +252,22 @@ pdiag_run(const struct pdiag_facts *f, const char *host, struct pdiag_finding *o
         auth_rules(f, i, &a);
         ep_rules(f, i, &a);
     }
+    /* NTLM refused after AUTHENTICATE everywhere while the password (Basic) or Kerberos
+     * works: the path does not keep the connection the handshake started on */
+    bool ntlm_ok = false, last_leg = false, other_ok = f->basic_ok;
+    for (int i = 0; i < PDIAG_NVDIR; i++) {
+        ntlm_ok |= f->v[i].ntlm == PDIAG_HS_OK;
+        last_leg |= f->v[i].ntlm_last_leg;
+        other_ok |= f->v[i].kerberos == PDIAG_HS_OK;
+    }
+    if (!ntlm_ok && last_leg && other_ok)
+        add(&a, "F6", PDIAG_FAIL, "-",
+            "one backend connection per client connection, kept for its life: put exshim in "
+            "the path (it pins by design; no setting needed); nginx OSS cannot pin, HAProxy "
+            "needs http-reuse never",
+            "NTLM is refused after AUTHENTICATE on every vdir while the same credentials work "
+            "with %s: the NTLM legs reach different backend connections (a pooling proxy)",
+            f->basic_ok ? "Basic" : "Kerberos");
     for (int p = 0; p < PDIAG_NPORTS; p++) {
         if (f->rpc[p] == PDIAG_RPC_INVALID_PORT)
             add(&a, "ValidPorts", PDIAG_FAIL, "rpc",
@@ -260,6 +276,13 @@ pdiag_run(const struct pdiag_facts *f, const char *host, struct pdiag_finding *o
                 "an exshim setting",
                 "RPC over HTTP to port %u gets 503 RPC_S_SERVER_UNAVAILABLE (0x6ba): the port "
                 "is not in the RPC proxy's ValidPorts (seeds/004)",
+                rpc_ports[p]);
+        else if (f->rpc[p] == PDIAG_RPC_OUT_STALLED)
+            add(&a, "F7", PDIAG_FAIL, "rpc",
+                "stream RPC_OUT_DATA's 1 GiB response as it comes (exshim does on every "
+                "route): { path = \"/rpc\"; backend = \"cas\"; }",
+                "RPC over HTTP to port %u: RPC_OUT_DATA got no response head in time: "
+                "something in the path buffers the 1 GiB response",
                 rpc_ports[p]);
         else if (f->rpc[p] == PDIAG_RPC_NO_C2)
             add(&a, "F7", PDIAG_FAIL, "rpc",

@@ -54,6 +54,7 @@ struct pdiag_vdir_facts {
     int health;        /* GET /<vdir>/healthcheck.htm status; 0 = not asked */
     struct pwire_offers offers;
     enum pdiag_hs ntlm;     /* NTLM (channel binding when over TLS, as Windows sends) */
+    bool ntlm_last_leg;     /* NTLM got its challenge and was refused after AUTHENTICATE */
     enum pdiag_hs kerberos; /* Negotiate/Kerberos (--kerberos) */
     bool final_token_bad;   /* Kerberos: the mutual-auth token in the 200 was missing/invalid */
     enum pdiag_hs ep_cb;    /* NTLMv2 with the channel binding of the certificate seen */
@@ -68,6 +69,7 @@ enum pdiag_rpc {
     PDIAG_RPC_INVALID_PORT, /* 503 (RPC_S_SERVER_UNAVAILABLE): not in ValidPorts */
     PDIAG_RPC_AUTH,         /* 401 on a channel */
     PDIAG_RPC_NO_C2,        /* 200 and A3, but no C2 in time: IN channel not joined (F10/F7) */
+    PDIAG_RPC_OUT_STALLED,  /* authenticated RPC_OUT_DATA got no response head in time (F7) */
     PDIAG_RPC_ERROR,        /* other status, closed, malformed PDUs */
 };
 
@@ -86,6 +88,7 @@ struct pdiag_facts {
     struct pdiag_vdir_facts v[PDIAG_NVDIR];
     bool have_creds;
     bool kerberos_asked;
+    bool basic_checked, basic_ok; /* the same credentials under Basic (password check) */
     /* step 5 */
     enum pdiag_rpc rpc[PDIAG_NPORTS];
     /* step 6 */

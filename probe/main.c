@@ -670,6 +670,7 @@ step_handshake(struct probe *P, enum pdiag_vdir vd, struct presp *r)
         progress(P, vi->name, "ntlm");
         /* over TLS with the channel binding, as Windows clients send it */
         v->ntlm = try_auth(P, vd, PA_NTLM, P->t.tls, &o, r);
+        v->ntlm_last_leg = v->ntlm == PDIAG_HS_REFUSED && o.legs >= 2;
         if (P->t.tls && ntlm_offered)
             v->ep_cb = v->ntlm;
         step_done(P, vi->name, "ntlm", hs_verdict(v->ntlm), "NTLMv2%s as %s%s%s: %s",
@@ -720,6 +721,33 @@ step_handshake(struct probe *P, enum pdiag_vdir vd, struct presp *r)
     }
 }
 
+/* When NTLM worked nowhere, the password is checked under Basic where a vdir offers it, so
+ * that a broken path (F6) is told from a wrong password. */
+static void
+step_basic_check(struct probe *P, struct presp *r)
+{
+    struct pauth_out o;
+    int where = -1;
+    if (!P->have_creds)
+        return;
+    for (int i = 0; i < PDIAG_NVDIR; i++) {
+        if (P->f.v[i].ntlm == PDIAG_HS_OK)
+            return;
+        if (where < 0 && P->f.v[i].anon_status == 401 &&
+            pwire_offers_find(&P->f.v[i].offers, AUTHTOK_SCHEME_BASIC) >= 0)
+            where = i;
+    }
+    if (where < 0)
+        return;
+    const struct pdiag_vdir_info *vi = pdiag_vdir_info((enum pdiag_vdir)where);
+    progress(P, vi->name, "basic");
+    P->f.basic_checked = true;
+    P->f.basic_ok = try_auth(P, (enum pdiag_vdir)where, PA_BASIC, false, &o, r) == PDIAG_HS_OK;
+    step_done(P, vi->name, "basic", P->f.basic_ok ? PROBE_PASS : PROBE_FAIL,
+              "NTLM worked nowhere; the same credentials under Basic: %s",
+              P->f.basic_ok ? "accepted (the password is right)" : hs_text(&o));
+}
+
 /* ---- step 5: RPC over HTTP ------------------------------------------------------------------ */
 
 static bool
@@ -727,7 +755,12 @@ pick_kind(const struct probe *P, const struct pdiag_vdir_facts *v, enum pauth_ki
 {
     if (!P->have_creds && !P->kerberos)
         return false;
-    if (P->have_creds && pwire_offers_find(&v->offers, AUTHTOK_SCHEME_NTLM) >= 0)
+    /* what worked in the handshake step first: this step tests the protocol, not auth */
+    if (v->ntlm == PDIAG_HS_OK)
+        *out = PA_NTLM;
+    else if (v->kerberos == PDIAG_HS_OK)
+        *out = PA_KERBEROS;
+    else if (P->have_creds && pwire_offers_find(&v->offers, AUTHTOK_SCHEME_NTLM) >= 0)
         *out = PA_NTLM;
     else if (P->kerberos && pwire_offers_find(&v->offers, AUTHTOK_SCHEME_NEGOTIATE) >= 0)
         *out = PA_KERBEROS;
@@ -812,7 +845,10 @@ step_rpc(struct probe *P, struct presp *r)
             continue;
         }
         if (auth_exchange(P, out, kind, P->t.tls, &ro, r, &o) != 0 || o.status == 0) {
-            P->f.rpc[p] = PDIAG_RPC_ERROR;
+            /* the final leg carried the CONN/A1: no head after it means buffering */
+            bool final_leg = kind != PA_NTLM || o.legs >= 2;
+            P->f.rpc[p] = final_leg && strstr(o.why, "timeout") != NULL ? PDIAG_RPC_OUT_STALLED
+                                                                        : PDIAG_RPC_ERROR;
             step_done(P, "rpc", name, PROBE_FAIL, "RPC_OUT_DATA: %s", hs_text(&o));
             goto next;
         }
@@ -1021,8 +1057,11 @@ step_mapi(struct probe *P, struct presp *r)
     uint64_t t0 = now_ms();
     if (phttp_send(c, P->t.host, "POST", path, hdrs, true, 16, connect_body, 16) != 0 ||
         phttp_read_head(c, r, false) != PNET_OK || r->status != 200) {
-        step_done(P, "mapi", "notificationwait", PROBE_FAIL, "NotificationWait: %s",
-                  r->status ? "not 200" : "no answer");
+        step_done(P, "mapi", "notificationwait", PROBE_FAIL, "NotificationWait: %s %d%s",
+                  "answered", r->status,
+                  r->status == 401 ? " on the authenticated connection: the path does not keep "
+                                     "the connection (F6)"
+                                   : "");
         goto cleanup;
     }
     f->mapi_wait_run = true;
@@ -1488,6 +1527,8 @@ main(int argc, char **argv)
                     step_health(P, (enum pdiag_vdir)i, r);
                 step_handshake(P, (enum pdiag_vdir)i, r);
             }
+    if (P->areas & A_HANDSHAKE)
+        step_basic_check(P, r);
     if (P->areas & (A_RPC | A_HOLD))
         step_rpc(P, r);
     if (P->areas & A_MAPI)

@@ -258,6 +258,24 @@ c_unhealthy(struct pdiag_facts *f)
     f->v[PDIAG_EWS].health = 200;
 }
 
+/* NTLM refused after AUTHENTICATE everywhere, Basic works: a pooling proxy */
+static void
+c_pooled(struct pdiag_facts *f)
+{
+    c_bad_password(f);
+    for (int i = 0; i < PDIAG_NVDIR; i++)
+        f->v[i].ntlm_last_leg = i != PDIAG_EAS;
+    f->basic_checked = f->basic_ok = true;
+}
+
+/* the same with Basic refused too: a wrong password, no F6 */
+static void
+c_pooled_bad_password(struct pdiag_facts *f)
+{
+    c_pooled(f);
+    f->basic_ok = false;
+}
+
 /* --insecure: the chain is not judged */
 static void
 c_insecure(struct pdiag_facts *f)
@@ -328,6 +346,8 @@ static const struct row {
       {"F9", PDIAG_FAIL, "-", "subjectAltName"},
       {"F9", PDIAG_FAIL, "-", "CertPrincipalName"}}},
     {"--insecure: chain not judged", c_insecure, 0, {{0}}},
+    {"NTLM broken by pooling (F6)", c_pooled, 1, {{"F6", PDIAG_FAIL, "-", "pins"}}},
+    {"pooling ruled out by a wrong password", c_pooled_bad_password, 0, {{0}}},
     {"healthcheck.htm 503", c_unhealthy, 1, {{"Health", PDIAG_FAIL, "mapi", "managed"}}},
 };
 
