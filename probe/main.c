@@ -462,8 +462,11 @@ step_tls(struct probe *P)
     } else {
         f->chain_verified = true;
         f->chain_trusted = ti.verify_result == X509_V_OK;
-        f->chain_incomplete = ti.verify_result == X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY ||
-                              ti.verify_result == X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT;
+        /* "issuer not found" is a missing intermediate when only a leaf issued by someone
+         * else was served; with more certificates served it is an untrusted root */
+        f->chain_incomplete = (ti.verify_result == X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY ||
+                               ti.verify_result == X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT) &&
+                              ti.chain_len == 1 && !cert.self_issued;
         step_done(P, "-", "chain", f->chain_trusted && !cert.expired ? PROBE_PASS : PROBE_FAIL,
                   "%d certificate%s served, CN=%s, issuer CN=%s, expires %s: %s%s", ti.chain_len,
                   ti.chain_len == 1 ? "" : "s", cert.subject_cn, cert.issuer_cn, cert.not_after,
