@@ -121,6 +121,10 @@ step_done(struct probe *P, const char *vdir, const char *name, enum probe_verdic
     va_start(ap, fmt);
     vsnprintf(s->text, sizeof(s->text), fmt, ap);
     va_end(ap);
+    /* server-supplied text (reason phrases, names) must not reach a terminal raw */
+    for (char *q = s->text; *q; q++)
+        if ((unsigned char)*q < 0x20 || (unsigned char)*q == 0x7f)
+            *q = '?';
     if (P->progress)
         fprintf(stderr, "\r\033[K");
     if (!P->json) {
@@ -885,8 +889,10 @@ step_rpc(struct probe *P, struct presp *r)
             step_done(P, "rpc", name, PROBE_FAIL, "RPC_IN_DATA: %s", in ? hs_text(&o) : err);
             goto next;
         }
-        int got;
-        while ((got = read_pdu(out, &pdu, P->t.timeout_ms)) == 1 && pdu.kind == PWIRE_RTS_PING)
+        int got, skipped = 0;
+        /* pings may come first; a bounded number of them (the deadline bounds the time) */
+        while ((got = read_pdu(out, &pdu, P->t.timeout_ms)) == 1 && pdu.kind == PWIRE_RTS_PING &&
+               ++skipped < 64)
             ;
         if (got != 1 || pdu.kind != PWIRE_RTS_CONN_C2) {
             /* the IN channel may have been refused meanwhile: look for its answer */
@@ -920,12 +926,14 @@ step_rpc(struct probe *P, struct presp *r)
             P->f.hold_run = true;
             P->f.hold_s = P->hold_s;
             uint64_t until = now_ms() + (uint64_t)P->hold_s * 1000;
+            pnet_extend(in, (uint64_t)P->hold_s * 1000 + 2ULL * P->t.timeout_ms);
+            pnet_extend(out, (uint64_t)P->hold_s * 1000 + 2ULL * P->t.timeout_ms);
             bool cut = false;
             while (!cut && now_ms() < until) {
                 /* pings the server sends on OUT are read (not answered) while waiting */
                 uint64_t left = until - now_ms();
                 int f = pnet_fill(out, left > 1000 ? 1000 : (unsigned)left);
-                if (f == 0)
+                if (f == 0 || f == -1 || f == -3) /* closed, failed, or unparsable bytes */
                     cut = true;
                 else if (f > 0)
                     while (pwire_pdu_parse(out->rbuf, out->rlen, &pdu) > 0)
@@ -936,10 +944,11 @@ step_rpc(struct probe *P, struct presp *r)
             }
             if (!cut) {
                 cut = pnet_write(in, req, sizeof(req)) != 0;
+                skipped = 0;
                 while (!cut && (got = read_pdu(out, &pdu, P->t.timeout_ms)) == 1 &&
-                       pdu.kind != PWIRE_PDU_NOT_RTS)
+                       pdu.kind != PWIRE_PDU_NOT_RTS && ++skipped < 64)
                     ;
-                cut = cut || got != 1;
+                cut = cut || got != 1 || pdu.kind != PWIRE_PDU_NOT_RTS;
             }
             P->f.hold_cut = cut;
             step_done(P, "rpc", "hold", cut ? PROBE_FAIL : PROBE_PASS,
@@ -1058,6 +1067,7 @@ step_mapi(struct probe *P, struct presp *r)
              "X-RequestId: %s:2\r\nX-ClientInfo: %s:1\r\nCookie: %s\r\n",
              cinfo, cinfo, jar);
     uint64_t t0 = now_ms();
+    pnet_extend(c, (uint64_t)P->mapi_wait_ms + 2ULL * P->t.timeout_ms);
     if (phttp_send(c, P->t.host, "POST", path, hdrs, true, 16, connect_body, 16) != 0 ||
         phttp_read_head(c, r, false) != PNET_OK || r->status != 200) {
         step_done(P, "mapi", "notificationwait", PROBE_FAIL, "NotificationWait: %s %d%s",

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <netinet/in.h>
@@ -30,6 +31,32 @@ ssl_err_text(const char *what, char *err, size_t errlen)
         ERR_error_string_n(e, buf, sizeof(buf));
     ERR_clear_error();
     snprintf(err, errlen, "%s%s%s", what, buf[0] ? ": " : "", buf);
+}
+
+static uint64_t
+mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* The wait allowed now: timeout_ms, cut to what is left of the connection's deadline. */
+static unsigned
+allowed(const struct pnet_conn *c, unsigned timeout_ms)
+{
+    uint64_t now = mono_ms();
+    if (c->deadline != 0 && now >= c->deadline)
+        return 0;
+    if (c->deadline != 0 && c->deadline - now < timeout_ms)
+        return (unsigned)(c->deadline - now);
+    return timeout_ms;
+}
+
+void
+pnet_extend(struct pnet_conn *c, uint64_t ms)
+{
+    c->deadline = mono_ms() + ms;
 }
 
 /* Waits for fd to become readable (POLLIN) or writable (POLLOUT). 1 ready, 0 timeout, -1. */
@@ -92,9 +119,9 @@ ssl_wait(struct pnet_conn *c, int r)
 {
     int e = SSL_get_error(c->ssl, r);
     if (e == SSL_ERROR_WANT_READ)
-        return wait_fd(c->fd, POLLIN, c->timeout_ms) == 1 ? 0 : -2;
+        return wait_fd(c->fd, POLLIN, allowed(c, c->timeout_ms)) == 1 ? 0 : -2;
     if (e == SSL_ERROR_WANT_WRITE)
-        return wait_fd(c->fd, POLLOUT, c->timeout_ms) == 1 ? 0 : -2;
+        return wait_fd(c->fd, POLLOUT, allowed(c, c->timeout_ms)) == 1 ? 0 : -2;
     if (e == SSL_ERROR_ZERO_RETURN)
         return 1;
     return -1;
@@ -110,6 +137,7 @@ pnet_connect(const struct pnet_target *t, int tls_version, char *err, size_t err
         return NULL;
     }
     c->timeout_ms = t->timeout_ms;
+    c->deadline = mono_ms() + (uint64_t)t->timeout_ms * PNET_LIFE_WAITS;
     c->fd = tcp_connect(t, err, errlen);
     if (c->fd < 0)
         goto fail;
@@ -249,7 +277,7 @@ pnet_write(struct pnet_conn *c, const void *p, size_t n)
             if (w < 0) {
                 if (errno == EINTR)
                     continue;
-                if (errno == EAGAIN && wait_fd(c->fd, POLLOUT, c->timeout_ms) == 1)
+                if (errno == EAGAIN && wait_fd(c->fd, POLLOUT, allowed(c, c->timeout_ms)) == 1)
                     continue;
                 return -1;
             }
@@ -281,7 +309,8 @@ pnet_fill(struct pnet_conn *c, unsigned timeout_ms)
                 return 0;
             }
             if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
-                int w = wait_fd(c->fd, e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT, timeout_ms);
+                int w = wait_fd(c->fd, e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT,
+                                allowed(c, timeout_ms));
                 if (w == 0)
                     return -2;
                 if (w < 0)
@@ -310,7 +339,7 @@ pnet_fill(struct pnet_conn *c, unsigned timeout_ms)
         }
         if (errno != EAGAIN)
             return -1;
-        int w = wait_fd(c->fd, POLLIN, timeout_ms);
+        int w = wait_fd(c->fd, POLLIN, allowed(c, timeout_ms));
         if (w == 0)
             return -2;
         if (w < 0)
@@ -352,6 +381,7 @@ phttp_send(struct pnet_conn *c, const char *host, const char *method, const char
 int
 phttp_read_head(struct pnet_conn *c, struct presp *r, bool head_request)
 {
+    unsigned interim = 0;
     for (;;) {
         size_t end = h1_head_end((const char *)c->rbuf, c->rlen);
         if (end > 0) {
@@ -364,8 +394,11 @@ phttp_read_head(struct pnet_conn *c, struct presp *r, bool head_request)
                                   &status, &why) != H1_OK)
                 return PNET_BAD;
             r->status = r->h.status;
-            if (r->status == 100) /* 100 Continue: the real head follows */
+            if (r->status / 100 == 1) { /* 100 Continue: the real head follows */
+                if (++interim > PHTTP_MAX_INTERIM)
+                    return PNET_BAD;
                 continue;
+            }
             return PNET_OK;
         }
         int f = pnet_fill(c, c->timeout_ms);

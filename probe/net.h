@@ -36,8 +36,15 @@ struct pnet_conn {
     uint8_t rbuf[PNET_RBUF];
     size_t rlen;
     bool eof;
-    unsigned timeout_ms;
+    unsigned timeout_ms; /* each single wait */
+    uint64_t deadline;   /* CLOCK_MONOTONIC ms after which every wait fails at once */
 };
+
+/* Every connection gets PNET_LIFE_WAITS single waits' worth of time in all: a server that
+ * trickles bytes (or 100 Continue heads) cannot keep one exchange going for ever. */
+#define PNET_LIFE_WAITS 6
+/* Gives c ms more from now (long polls, held channels). */
+void pnet_extend(struct pnet_conn *c, uint64_t ms);
 
 /* TLS details of an established connection. */
 struct pnet_tls_info {
@@ -92,7 +99,9 @@ enum pnet_err {
  * CRLF; may be NULL), Content-Length cl when has_body, then body[0..blen). */
 int phttp_send(struct pnet_conn *c, const char *host, const char *method, const char *path,
                const char *extra, bool has_body, uint64_t cl, const void *body, size_t blen);
-/* Reads one response head into *r. head_request: the request was HEAD. Returns PNET_*. */
+/* Reads one response head into *r (at most PHTTP_MAX_INTERIM 1xx heads are skipped).
+ * head_request: the request was HEAD. Returns PNET_*. */
+#define PHTTP_MAX_INTERIM 4
 int phttp_read_head(struct pnet_conn *c, struct presp *r, bool head_request);
 /*
  * Reads the body of r (framing from its head) into out[0..cap) (the rest is read and dropped)

@@ -213,8 +213,10 @@ cell=$(probe_cell health2 "http://$H:$LAB_PORT" "$T/lab.pem" --only auth)
 [ "$cell" = "- exit=0" ] || fail "/mapi healthy again: got '$cell'"
 lab_stop
 
-# Hostile servers: one that never answers, one that answers garbage. The probe must end on
-# its own (every wait has --timeout), exit 1 and not crash.
+# Hostile servers, one behaviour per connection in turn: silence, garbage (bad heads, junk
+# challenges, RTS-looking bodies, bad chunks), endless 100 Continue heads, a head trickled a
+# byte at a time. The probe must end on its own (each wait has --timeout, each connection a
+# deadline of a few waits), exit 1 and not crash.
 hport=$(free_port)
 "$PY" - "$hport" >"$T/hostile.log" 2>&1 <<'EOF2' &
 import os, socket, sys, threading
@@ -225,6 +227,14 @@ s.listen(64)
 def serve(c, n):
     try:
         c.recv(65536)
+        if n % 4 == 2:  # 100 Continue heads, for ever
+            while True:
+                c.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+                threading.Event().wait(0.01)
+        if n % 4 == 3:  # a 401 head trickled one byte at a time, never ending
+            while True:
+                c.sendall(b"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: NTLM\r\nX"[:1])
+                threading.Event().wait(0.2)
         if n % 2:  # garbage: a bad head, a challenge with junk, an endless RTS-looking body
             c.sendall([b"HTTP/1.1 401 X\r\nWWW-Authenticate: NTLM ====, ,\x00\r\n\r\n",
                        b"HTTP/1.1 200 OK\r\nContent-Length: 1073741824\r\n\r\n\x05\x00\x14" + os.urandom(300),
