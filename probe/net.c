@@ -431,7 +431,8 @@ phttp_read_body(struct pnet_conn *c, const struct presp *r, uint8_t *out, size_t
         if (r->h.body == H1_BODY_LENGTH) {
             size_t n = c->rlen < left ? c->rlen : (size_t)left;
             size_t k = n < cap - got ? n : cap - got;
-            memcpy(out + got, c->rbuf, k);
+            if (k > 0) /* out may be NULL when cap is 0 (the body is dropped) */
+                memcpy(out + got, c->rbuf, k);
             got += k;
             pnet_consume(c, n);
             left -= n;
@@ -448,7 +449,8 @@ phttp_read_body(struct pnet_conn *c, const struct presp *r, uint8_t *out, size_t
             if (total > max_bytes)
                 return PNET_BAD;
             size_t k = o < cap - got ? o : cap - got;
-            memcpy(out + got, tmp, k);
+            if (k > 0)
+                memcpy(out + got, tmp, k);
             got += k;
             if (ch.st == PWIRE_CH_DONE)
                 break;
