@@ -1518,8 +1518,8 @@ main(int argc, char **argv)
     P->progress = !P->json && isatty(STDERR_FILENO);
     signal(SIGPIPE, SIG_IGN);
     /* gss-ntlmssp needs MD4 and RC4 from OpenSSL 3's legacy provider */
-    OSSL_PROVIDER_load(NULL, "legacy");
-    OSSL_PROVIDER_load(NULL, "default");
+    OSSL_PROVIDER *legacy = OSSL_PROVIDER_load(NULL, "legacy");
+    OSSL_PROVIDER *dflt = OSSL_PROVIDER_load(NULL, "default");
     pdiag_facts_init(&P->f);
     P->f.tls = P->t.tls;
     P->f.have_creds = P->have_creds;
@@ -1602,5 +1602,9 @@ main(int argc, char **argv)
         if (nf == 0)
             printf("no failures found\n");
     }
+    if (legacy != NULL)
+        OSSL_PROVIDER_unload(legacy);
+    if (dflt != NULL)
+        OSSL_PROVIDER_unload(dflt);
     return failed ? PROBE_EXIT_FAIL : PROBE_EXIT_OK;
 }
