@@ -69,8 +69,9 @@ $(LAB): $(call obj,$(LAB_SRC)) $(LIBPROXY) $(LIBAUTH) $(LIBCONF)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS)
 $(BENCH): $(call obj,$(LOAD_SRC)) $(LIBPROXY) $(LIBAUTH) $(LIBCONF)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS)
-# exshim-probe shares the bench's GSS initiator (bench/load/bench_gss.c)
-$(PROBE): $(call obj,$(PROBE_SRC) bench/load/bench_gss.c) $(LIBPROXY) $(LIBAUTH) $(LIBCONF)
+# exshim-probe shares the bench's GSS initiator and RTS builders (bench/load/bench_{gss,rts}.c)
+$(PROBE): $(call obj,$(PROBE_SRC) bench/load/bench_gss.c bench/load/bench_rts.c) $(LIBPROXY) \
+          $(LIBAUTH) $(LIBCONF)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS)
 
 # Unit tests: one binary per file; static archives mean each links only what it uses.

@@ -31,6 +31,7 @@
 #include "auth/b64.h"
 #include "auth/token.h"
 #include "bench/load/bench.h"
+#include "bench/load/bench_rts.h"
 #include "probe/diag.h"
 #include "probe/net.h"
 #include "probe/wire.h"
@@ -828,7 +829,8 @@ step_rpc(struct probe *P, struct presp *r)
     }
     for (int p = 0; p < PDIAG_NPORTS; p++) {
         char path[400], err[256], name[16];
-        uint8_t vc[16], oc[16], ic[16], ag[16], a1[PWIRE_CONN_A1_LEN], b1[PWIRE_CONN_B1_LEN];
+        uint8_t vc[16], oc[16], ic[16], ag[16], a1[BENCH_RTS_CONN_A1_LEN],
+            b1[BENCH_RTS_CONN_B1_LEN];
         struct pauth_out o;
         struct pwire_pdu pdu;
         struct pnet_conn *out = NULL, *in = NULL;
@@ -839,8 +841,8 @@ step_rpc(struct probe *P, struct presp *r)
         random_bytes(oc, 16);
         random_bytes(ic, 16);
         random_bytes(ag, 16);
-        pwire_conn_a1(a1, vc, oc);
-        pwire_conn_b1(b1, vc, ic, ag, 0x40000000);
+        bench_rts_conn_a1(a1, vc, oc);
+        bench_rts_conn_b1(b1, vc, ic, ag, 0x40000000);
         const char *hdrs = "Accept: application/rpc\r\nCache-Control: no-cache\r\n"
                            "Connection: Keep-Alive\r\n";
         struct preq ro = {"RPC_OUT_DATA", path, hdrs, a1, sizeof(a1), sizeof(a1), false};

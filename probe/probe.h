@@ -10,8 +10,8 @@
  *                  certificates) and the RTS PDUs the probe sends: pure, bounded, fuzzed
  *   probe/diag.c   the diagnosis table: observed facts -> F-number, words, fix (pure)
  *
- * NTLM and Kerberos go through bench/load/bench_gss.c (MIT GSS-API with gss-ntlmssp), shared
- * with exshim-bench.
+ * NTLM and Kerberos go through bench/load/bench_gss.c (MIT GSS-API with gss-ntlmssp) and the
+ * RTS PDUs sent are built by bench/load/bench_rts.c, both shared with exshim-bench.
  */
 #ifndef PROBE_PROBE_H
 #define PROBE_PROBE_H

@@ -1,5 +1,5 @@
 /*
- * exshim-probe: parsers of server input and builders of RTS PDUs. See wire.h.
+ * exshim-probe: parsers of server input. See wire.h.
  */
 #include "probe/wire.h"
 
@@ -25,20 +25,6 @@ static uint32_t
 rd32(const uint8_t *p)
 {
     return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
-}
-
-static void
-wr16(uint8_t *p, uint16_t v)
-{
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-}
-
-static void
-wr32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
 }
 
 /* RTS command types (MS-RPCH 2.2.3.5) */
@@ -149,58 +135,6 @@ pwire_pdu_parse(const uint8_t *p, size_t len, struct pwire_pdu *out)
     }
     *out = d;
     return d.frag_len;
-}
-
-static void
-rts_header(uint8_t *p, uint16_t len, uint16_t flags, uint16_t ncmds)
-{
-    memset(p, 0, 20);
-    p[0] = 5;
-    p[2] = PWIRE_PTYPE_RTS;
-    p[3] = 0x03; /* first and last fragment */
-    p[4] = 0x10; /* little endian, ASCII, IEEE */
-    wr16(p + 8, len);
-    wr16(p + 16, flags);
-    wr16(p + 18, ncmds);
-}
-
-void
-pwire_conn_a1(uint8_t out[PWIRE_CONN_A1_LEN], const uint8_t vc[16], const uint8_t chan[16])
-{
-    rts_header(out, PWIRE_CONN_A1_LEN, 0, 4);
-    wr32(out + 20, CMD_VERSION);
-    wr32(out + 24, 1);
-    wr32(out + 28, CMD_COOKIE);
-    memcpy(out + 32, vc, 16);
-    wr32(out + 48, CMD_COOKIE);
-    memcpy(out + 52, chan, 16);
-    wr32(out + 68, CMD_RECEIVE_WINDOW_SIZE);
-    wr32(out + 72, 0x10000);
-}
-
-void
-pwire_conn_b1(uint8_t out[PWIRE_CONN_B1_LEN], const uint8_t vc[16], const uint8_t chan[16],
-              const uint8_t assoc[16], uint32_t lifetime)
-{
-    rts_header(out, PWIRE_CONN_B1_LEN, 0, 6);
-    wr32(out + 20, CMD_VERSION);
-    wr32(out + 24, 1);
-    wr32(out + 28, CMD_COOKIE);
-    memcpy(out + 32, vc, 16);
-    wr32(out + 48, CMD_COOKIE);
-    memcpy(out + 52, chan, 16);
-    wr32(out + 68, CMD_CHANNEL_LIFETIME);
-    wr32(out + 72, lifetime);
-    wr32(out + 76, CMD_CLIENT_KEEPALIVE);
-    wr32(out + 80, 300000);
-    wr32(out + 84, CMD_ASSOCIATION_GROUP_ID);
-    memcpy(out + 88, assoc, 16);
-}
-
-void
-pwire_ping(uint8_t out[PWIRE_PING_LEN])
-{
-    rts_header(out, PWIRE_PING_LEN, PWIRE_RTS_FLAG_PING, 0);
 }
 
 /* ---- chunked ------------------------------------------------------------------------------ */

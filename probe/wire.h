@@ -1,5 +1,5 @@
 /*
- * exshim-probe: the parsers of what a server sends, and the builders of what the probe sends.
+ * exshim-probe: the parsers of what a server sends.
  * Pure code over (pointer, length): no I/O, no allocation, every read bounded by its length.
  * These are the parts a hostile server reaches, so each has a fuzz target
  * (tests/fuzz/fuzz_probe_*.c).
@@ -70,17 +70,7 @@ struct pwire_pdu {
  */
 int pwire_pdu_parse(const uint8_t *p, size_t len, struct pwire_pdu *out);
 
-#define PWIRE_CONN_A1_LEN 76
-#define PWIRE_CONN_B1_LEN 104
-/* CONN/A1 (first PDU of RPC_OUT_DATA): virtual connection and OUT channel cookies. */
-void pwire_conn_a1(uint8_t out[PWIRE_CONN_A1_LEN], const uint8_t vc[16], const uint8_t chan[16]);
-/* CONN/B1 (first PDU of RPC_IN_DATA): cookies, channel lifetime (the IN Content-Length),
- * client keep-alive, association group. */
-void pwire_conn_b1(uint8_t out[PWIRE_CONN_B1_LEN], const uint8_t vc[16], const uint8_t chan[16],
-                   const uint8_t assoc[16], uint32_t lifetime);
-/* An RTS Ping (20 bytes), which a server answers on nothing; used to see a cut channel. */
-#define PWIRE_PING_LEN 20
-void pwire_ping(uint8_t out[PWIRE_PING_LEN]);
+/* The PDUs the probe sends are built by bench/load/bench_rts.h, shared with exshim-bench. */
 
 /* ---- chunked bodies ---------------------------------------------------------------------- */
 

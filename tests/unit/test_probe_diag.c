@@ -14,6 +14,7 @@
 
 #include <cmocka.h>
 
+#include "bench/load/bench_rts.c"
 #include "probe/diag.c"
 #include "probe/wire.c"
 
@@ -420,7 +421,8 @@ static void
 test_rts_parse(void **state)
 {
     struct pwire_pdu d;
-    uint8_t a1[PWIRE_CONN_A1_LEN], b1[PWIRE_CONN_B1_LEN], ping[PWIRE_PING_LEN], ck[16] = {1};
+    uint8_t a1[BENCH_RTS_CONN_A1_LEN], b1[BENCH_RTS_CONN_B1_LEN], ping[BENCH_RTS_PING_LEN];
+    uint8_t ck[16] = {1};
     (void)state;
     make_c2();
     assert_int_equal(pwire_pdu_parse(conn_a3, sizeof(conn_a3), &d), 28);
@@ -436,14 +438,14 @@ test_rts_parse(void **state)
         assert_int_equal(pwire_pdu_parse(copy, n, &d), PWIRE_INCOMPLETE);
         free(copy);
     }
-    /* what the probe sends parses back as well-formed RTS */
-    pwire_conn_a1(a1, ck, ck);
-    pwire_conn_b1(b1, ck, ck, ck, 0x40000000);
-    pwire_ping(ping);
-    assert_int_equal(pwire_pdu_parse(a1, sizeof(a1), &d), PWIRE_CONN_A1_LEN);
+    /* what the probe and the bench send (bench/load/bench_rts.c) parses back as RTS */
+    bench_rts_conn_a1(a1, ck, ck);
+    bench_rts_conn_b1(b1, ck, ck, ck, 0x40000000);
+    bench_rts_ping(ping);
+    assert_int_equal(pwire_pdu_parse(a1, sizeof(a1), &d), BENCH_RTS_CONN_A1_LEN);
     assert_int_equal(d.kind, PWIRE_RTS_OTHER);
-    assert_int_equal(pwire_pdu_parse(b1, sizeof(b1), &d), PWIRE_CONN_B1_LEN);
-    assert_int_equal(pwire_pdu_parse(ping, sizeof(ping), &d), PWIRE_PING_LEN);
+    assert_int_equal(pwire_pdu_parse(b1, sizeof(b1), &d), BENCH_RTS_CONN_B1_LEN);
+    assert_int_equal(pwire_pdu_parse(ping, sizeof(ping), &d), BENCH_RTS_PING_LEN);
     assert_int_equal(d.kind, PWIRE_RTS_PING);
     /* a command overrunning the PDU, a bad version, a frag_length under the header */
     uint8_t bad[28];
