@@ -199,6 +199,9 @@ assert d["failed"] == 0 and d["findings"] == []
 EOF
 [ "$jrc" = 0 ] || fail "--json run exited $jrc"
 lab_stop
+if grep -qE 'Passw0rd|[A-Za-z0-9+/]{48,}={0,2}' "$T/probe.json"; then
+    fail "the --json output contains the password or something token-sized"
+fi
 
 # --health-dir: a vdir the lab reports unhealthy is named; the others stay healthy.
 mkdir -p "$T/health"
