@@ -1070,8 +1070,16 @@ step_mapi(struct probe *P, struct presp *r)
              cinfo, cinfo, jar);
     uint64_t t0 = now_ms();
     pnet_extend(c, (uint64_t)P->mapi_wait_ms + 2ULL * P->t.timeout_ms);
-    if (phttp_send(c, P->t.host, "POST", path, hdrs, true, 16, connect_body, 16) != 0 ||
-        phttp_read_head(c, r, false) != PNET_OK || r->status != 200) {
+    /* NTLM (and Basic's check) hold for the connection; Kerberos may authenticate each
+     * request, as Outlook does when the path does not keep the connection */
+    struct preq wq = {"POST", path, hdrs, connect_body, 16, 16, false};
+    struct pauth_out wo;
+    bool sent =
+        kind == PA_KERBEROS
+            ? auth_exchange(P, c, kind, false, &wq, r, &wo) == 0 && wo.status != 0
+            : phttp_send(c, P->t.host, "POST", path, hdrs, true, 16, connect_body, 16) == 0 &&
+                  phttp_read_head(c, r, false) == PNET_OK;
+    if (!sent || r->status != 200) {
         step_done(P, "mapi", "notificationwait", PROBE_FAIL, "NotificationWait: %s %d%s",
                   "answered", r->status,
                   r->status == 401 ? " on the authenticated connection: the path does not keep "
@@ -1136,17 +1144,18 @@ step_mapi(struct probe *P, struct presp *r)
     f->mapi_buffered = late;
     f->mapi_wait_cut = closed && !m.done;
     f->mapi_wait_ok = m.done;
-    step_done(P, "mapi", "notificationwait",
-              late || f->mapi_wait_cut || m.bad ? PROBE_FAIL : PROBE_PASS,
-              "%s after %llu ms: %u PENDING (X-PendingPeriod %u ms, first after %llu ms)%s%s",
-              m.done   ? "DONE"
-              : closed ? "closed before DONE"
-              : m.bad  ? "malformed body"
-                       : "still open (stopped waiting)",
-              (unsigned long long)elapsed, m.pending, period,
-              (unsigned long long)(first_pending ? first_pending - t0 : 0),
-              late ? ": PENDING did not arrive as sent (buffered in the path)" : "",
-              m.done && m.response_code > 0 ? "; DONE carried a non-zero X-ResponseCode" : "");
+    step_done(
+        P, "mapi", "notificationwait", late || f->mapi_wait_cut || m.bad ? PROBE_FAIL : PROBE_PASS,
+        "%s after %llu ms: %u PENDING (X-PendingPeriod %u ms, first after %llu ms, "
+        "longest gap %llu ms)%s%s",
+        m.done   ? "DONE"
+        : closed ? "closed before DONE"
+        : m.bad  ? "malformed body"
+                 : "still open (stopped waiting)",
+        (unsigned long long)elapsed, m.pending, period,
+        (unsigned long long)(first_pending ? first_pending - t0 : 0), (unsigned long long)max_gap,
+        late ? ": PENDING did not arrive as sent (buffered in the path)" : "",
+        m.done && m.response_code > 0 ? "; DONE carried a non-zero X-ResponseCode" : "");
 cleanup:
     pnet_close(c);
 }
