@@ -106,6 +106,13 @@ tls_rules(const struct pdiag_facts *f, const char *host, struct acc *a)
         add(a, "F9", PDIAG_FAIL, "-", fix,
             "the certificate does not name %s (neither a subjectAltName nor the CN matches)", host);
     }
+    if (f->h2_checked && f->h2_selected)
+        add(a, "F14", PDIAG_FAIL, "-",
+            "HTTP/1.1 on every leg: an exshim listener offers ALPN http/1.1 only (no setting "
+            "needed); on IIS, disable HTTP/2 for the site (EnableHttp2Tls = 0)",
+            "the server chose HTTP/2 when a client offered it: NTLM and Negotiate over HTTP/2 "
+            "fail (IIS answers HTTP_1_1_REQUIRED), so every Windows-auth client that speaks "
+            "HTTP/2 prompts");
     if (f->msstd_checked && !f->msstd_ok)
         add(a, "F9", PDIAG_FAIL, "-",
             "Set-OutlookProvider EXPR -CertPrincipalName msstd:<the certificate's CN>, or a "

@@ -84,6 +84,7 @@ struct pdiag_facts {
     bool cert_expired;
     bool name_ok;
     bool msstd_checked, msstd_ok;
+    bool h2_checked, h2_selected; /* ALPN offering h2 first: the server chose HTTP/2 */
     /* steps 2-4 */
     struct pdiag_vdir_facts v[PDIAG_NVDIR];
     bool have_creds;

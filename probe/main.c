@@ -451,6 +451,21 @@ step_tls(struct probe *P)
                      : " (Windows 7 Outlook without the TLS 1.2 update needs 1.0/1.1: a legacy "
                        "listener with min_protocol = \"TLSv1.0\", F9)");
 
+    progress(P, "-", "http/2");
+    struct pnet_target h2 = P->t;
+    h2.offer_h2 = true;
+    struct pnet_conn *hc = pnet_connect(&h2, 0, err, sizeof(err));
+    if (hc != NULL) {
+        struct pnet_tls_info hi;
+        pnet_tls_info(hc, &hi);
+        pnet_close(hc);
+        f->h2_checked = true;
+        f->h2_selected = strcmp(hi.alpn, "h2") == 0;
+        step_done(P, "-", "http/2", f->h2_selected ? PROBE_FAIL : PROBE_PASS,
+                  "ALPN h2, http/1.1 offered: the server chose %s",
+                  hi.alpn[0] ? hi.alpn : "none (HTTP/1.1)");
+    }
+
     progress(P, "-", "certificate");
     if (pwire_cert_parse(ti.leaf_der, ti.leaf_der_len, &cert) != 0) {
         step_done(P, "-", "certificate", PROBE_FAIL, "the server sent no readable certificate");

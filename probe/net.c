@@ -169,7 +169,10 @@ pnet_connect(const struct pnet_target *t, int tls_version, char *err, size_t err
     }
     /* verification is judged by the TLS step from the result, not enforced here */
     SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
-    SSL_CTX_set_alpn_protos(ctx, (const unsigned char *)"\x08http/1.1", 9);
+    if (t->offer_h2)
+        SSL_CTX_set_alpn_protos(ctx, (const unsigned char *)"\x02h2\x08http/1.1", 12);
+    else
+        SSL_CTX_set_alpn_protos(ctx, (const unsigned char *)"\x08http/1.1", 9);
     c->ssl = SSL_new(ctx);
     SSL_CTX_free(ctx);
     ctx = NULL;
@@ -241,6 +244,13 @@ pnet_tls_info(struct pnet_conn *c, struct pnet_tls_info *info)
     snprintf(info->version, sizeof(info->version), "%s", SSL_get_version(c->ssl));
     snprintf(info->cipher, sizeof(info->cipher), "%s", SSL_get_cipher_name(c->ssl));
     info->verify_result = SSL_get_verify_result(c->ssl);
+    const unsigned char *ap = NULL;
+    unsigned int apl = 0;
+    SSL_get0_alpn_selected(c->ssl, &ap, &apl);
+    if (ap != NULL && apl < sizeof(info->alpn)) {
+        memcpy(info->alpn, ap, apl);
+        info->alpn[apl] = '\0';
+    }
     STACK_OF(X509) *chain = SSL_get_peer_cert_chain(c->ssl);
     info->chain_len = chain ? sk_X509_num(chain) : 0;
     X509 *leaf = SSL_get1_peer_certificate(c->ssl);

@@ -28,6 +28,7 @@ struct pnet_target {
     bool tls;
     const char *ca;      /* --ca FILE; NULL = the system store */
     unsigned timeout_ms; /* every single wait (connect, handshake, each read) */
+    bool offer_h2;       /* ALPN "h2, http/1.1" instead of "http/1.1" (the F14 check) */
 };
 
 struct pnet_conn {
@@ -54,6 +55,7 @@ struct pnet_tls_info {
     int chain_len;       /* certificates the server sent */
     uint8_t cb_hash[64]; /* tls-server-end-point hash of the leaf (RFC 5929) */
     size_t cb_hash_len;
+    char alpn[16]; /* protocol the server selected; "" = none */
     uint8_t leaf_der[16384];
     size_t leaf_der_len;
 };

@@ -6,7 +6,8 @@
 #   nginx 1.22 with a plain proxy_pass: NTLM broken by its upstream connection reuse (F6, told
 #     from a wrong password by Basic), RPC_OUT_DATA's response and MAPI's PENDING keep-alives
 #     buffered (F7, both seen: the MAPI step authenticates each request with Kerberos there),
-#     8 KiB header buffers (F13).
+#     8 KiB header buffers (F13); with http2 on its listener it chooses HTTP/2 for a client
+#     offering it (F14).
 # t70 shows the same lab through exshim passing.
 . "$(dirname "$0")/lib.sh"
 . "$E2E_DIR/realm.sh"
@@ -57,7 +58,7 @@ http {
     uwsgi_temp_path $T/ng/uwsgi;
     scgi_temp_path $T/ng/scgi;
     server {
-        listen 127.0.0.1:$NP ssl;
+        listen 127.0.0.1:$NP ssl http2;
         ssl_certificate $T/lab.pem;
         ssl_certificate_key $T/lab.key;
         location / {
@@ -74,7 +75,7 @@ wait_port "$NP" 10 || fail "nginx did not start"
 
 declare -A WANT=(
     [haproxy]="FAIL:F12 FAIL:F13 exit=1"
-    [nginx]="FAIL:F13 FAIL:F6 FAIL:F7 exit=1"
+    [nginx]="FAIL:F13 FAIL:F14 FAIL:F6 FAIL:F7 exit=1"
 )
 bad=0
 for x in "haproxy $HP" "nginx $NP"; do
@@ -98,4 +99,4 @@ grep -q '^FAIL F7 \[mapi\]: MAPI NotificationWait: PENDING' "$T/probe-nginx.out"
 grep -q '^FAIL F7 \[rpc\]' "$T/probe-nginx.out" ||
     { bad=1; log "nginx: the buffered RPC_OUT_DATA was not named"; }
 [ "$bad" = 0 ] || fail "the probe did not name what the peers break"
-pass "HAProxy: F12, F13; nginx: F6, F7, F13"
+pass "HAProxy: F12, F13; nginx: F6, F7, F13, F14"

@@ -277,6 +277,13 @@ c_pooled_bad_password(struct pdiag_facts *f)
     f->basic_ok = false;
 }
 
+static void
+c_h2(struct pdiag_facts *f)
+{
+    healthy(f);
+    f->h2_checked = f->h2_selected = true;
+}
+
 /* --insecure: the chain is not judged */
 static void
 c_insecure(struct pdiag_facts *f)
@@ -349,6 +356,7 @@ static const struct row {
     {"--insecure: chain not judged", c_insecure, 0, {{0}}},
     {"NTLM broken by pooling (F6)", c_pooled, 1, {{"F6", PDIAG_FAIL, "-", "pins"}}},
     {"pooling ruled out by a wrong password", c_pooled_bad_password, 0, {{0}}},
+    {"HTTP/2 chosen (F14)", c_h2, 1, {{"F14", PDIAG_FAIL, "-", "http/1.1 only"}}},
     {"healthcheck.htm 503", c_unhealthy, 1, {{"Health", PDIAG_FAIL, "mapi", "managed"}}},
 };
 
