@@ -596,6 +596,15 @@ step_auth(struct probe *P, enum pdiag_vdir vd, struct presp *r)
         step_done(P, vi->name, "auth methods", PROBE_WARN, "404: %s is not published here",
                   vi->path);
         break;
+    case 301:
+    case 302:
+        /* Exchange 2010+ OWA with forms-based authentication (the default) redirects
+         * browsers to its logon page: normal there, a misconfiguration elsewhere */
+        step_done(P, vi->name, "auth methods", vd == PDIAG_OWA ? PROBE_PASS : PROBE_WARN,
+                  "%d redirect%s", r->status,
+                  vd == PDIAG_OWA ? " to the forms logon page (browsers only)"
+                                  : " without credentials (expected 401 with the offers)");
+        break;
     default:
         step_done(P, vi->name, "auth methods", r->status / 100 == 2 ? PROBE_WARN : PROBE_FAIL,
                   "%d without credentials (expected 401 with the offers)", r->status);
