@@ -27,6 +27,7 @@ CONF_SRC  := $(wildcard conf/*.c)
 PROXY_SRC := $(filter-out proxy/main.c,$(wildcard proxy/*.c))
 LAB_SRC   := $(wildcard bench/lab/*.c)
 LOAD_SRC  := $(wildcard bench/load/*.c)
+PROBE_SRC := $(wildcard probe/*.c)
 UNIT_SRC  := $(wildcard tests/unit/test_*.c)
 FUZZ_SRC  := $(wildcard tests/fuzz/fuzz_*.c)
 
@@ -39,10 +40,11 @@ LIBPROXY := $(BUILD)/libproxy.a
 EXSHIM := $(BUILD)/exshim
 LAB    := $(BUILD)/exshim-lab
 BENCH  := $(BUILD)/exshim-bench
+PROBE  := $(BUILD)/exshim-probe
 UNITS  := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 FUZZERS := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRC))
 
-BINS := $(EXSHIM) $(if $(LAB_SRC),$(LAB)) $(if $(LOAD_SRC),$(BENCH))
+BINS := $(EXSHIM) $(if $(LAB_SRC),$(LAB)) $(if $(LOAD_SRC),$(BENCH)) $(if $(PROBE_SRC),$(PROBE))
 # Test programs the end-to-end scripts run (tests/tools/NAME.c -> $(BUILD)/tests-tools/NAME).
 TOOL_SRC := $(wildcard tests/tools/*.c)
 TOOLS    := $(patsubst tests/tools/%.c,$(BUILD)/tests-tools/%,$(TOOL_SRC))
@@ -69,6 +71,10 @@ $(EXSHIM): $(call obj,proxy/main.c) $(LIBPROXY) $(LIBAUTH) $(LIBCONF)
 $(LAB): $(call obj,$(LAB_SRC)) $(LIBPROXY) $(LIBAUTH) $(LIBCONF)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS)
 $(BENCH): $(call obj,$(LOAD_SRC)) $(LIBPROXY) $(LIBAUTH) $(LIBCONF)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS)
+# exshim-probe shares the bench's GSS initiator and RTS builders (bench/load/bench_{gss,rts}.c)
+$(PROBE): $(call obj,$(PROBE_SRC) bench/load/bench_gss.c bench/load/bench_rts.c) $(LIBPROXY) \
+          $(LIBAUTH) $(LIBCONF)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS)
 
 # Unit tests: one binary per file; static archives mean each links only what it uses.
@@ -111,6 +117,12 @@ $(FUZZ_SESSION): tests/fuzz/fuzz_session.c $(PROXY_SRC) $(AUTH_SRC) $(CONF_SRC)
 	$(CLANG) $(FUZZ_CFLAGS) -o $@ $^ $(LIBS)
 fuzzers: $(FUZZERS) $(FUZZ_SESSION)
 
+# exshim-probe's parsers of server input: the pure parts of the probe on top of FUZZ_DEPS
+PROBE_PURE := probe/wire.c
+$(BUILD)/fuzz/fuzz_probe_%: tests/fuzz/fuzz_probe_%.c $(FUZZ_DEPS) $(PROBE_PURE)
+	@mkdir -p $(dir $@)
+	$(CLANG) $(FUZZ_CFLAGS) -o $@ $^ $(LIBS)
+
 deps:
 	@bash tests/install-deps.sh
 
@@ -133,9 +145,10 @@ bench: deps
 
 # No pipes in these recipes: each line's exit status is the check's own.
 lint:
-	clang-format --dry-run --Werror proxy/*.[ch] auth/*.[ch] conf/*.[ch] bench/lab/*.[ch]
+	clang-format --dry-run --Werror proxy/*.[ch] auth/*.[ch] conf/*.[ch] bench/lab/*.[ch] \
+	    probe/*.[ch]
 	@! grep -nE '\b(strcpy|strcat|sprintf|vsprintf|gets|atoi|atol|strtok|alloca)\(' \
-	    proxy/*.c auth/*.c conf/*.c bench/*/*.c || (echo "banned function"; false)
+	    proxy/*.c auth/*.c conf/*.c bench/*/*.c probe/*.c || (echo "banned function"; false)
 	@! grep -ln '#include "proxy/' auth/*.[ch] conf/*.[ch] || (echo "auth/conf include proxy/"; false)
 
 clean:

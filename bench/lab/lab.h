@@ -83,9 +83,11 @@ struct lab_preset {
     unsigned rpc_conn_timeout_ms; /* ConnectionTimeout in CONN/A3 and CONN/C2 */
     unsigned rpc_ping_ms;         /* RTS Ping on OUT channels; 0 = half of rpc_conn_timeout_ms */
     unsigned rpc_recycle_bytes;   /* ask for OUT recycling after this many bytes; 0 = never */
-    unsigned pending_ms;          /* MAPI X-PendingPeriod */
-    unsigned notify_hold_ms;      /* NotificationWait completes after this long */
-    unsigned mapi_expiration_ms;  /* X-ExpirationInfo */
+    unsigned rpc_valid_ports[16]; /* RPC proxy ValidPorts; none listed = every port valid */
+    size_t rpc_nvalid_ports;
+    unsigned pending_ms;         /* MAPI X-PendingPeriod */
+    unsigned notify_hold_ms;     /* NotificationWait completes after this long */
+    unsigned mapi_expiration_ms; /* X-ExpirationInfo */
     struct lab_vdir vdirs[LAB_MAX_VDIRS];
     size_t nvdirs;
 };
@@ -102,7 +104,8 @@ struct lab {
     FILE *log;
     uint64_t next_conn_id;
     size_t nconns;
-    bool gss_ready; /* GSS acceptor usable (Negotiate tokens other than raw NTLMSSP) */
+    bool gss_ready;         /* GSS acceptor usable (Negotiate tokens other than raw NTLMSSP) */
+    const char *health_dir; /* --health-dir: a file named after a vdir makes it unhealthy */
     char gss_why[160];
 };
 
@@ -122,6 +125,7 @@ enum lab_state {
 struct lab_req {
     char method[32];
     char path[1024];      /* target without the query */
+    char query[256];      /* after '?', truncated (RPC: "server:port") */
     bool expect_continue; /* Expect: 100-continue not answered yet */
     int version_minor;
     bool keep_alive;

@@ -16,6 +16,7 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -919,12 +920,87 @@ has_cookie(const char *cookies, const char *name)
     return false;
 }
 
+/* Exchange's per-vdir health page: GET /<vdir>/healthcheck.htm, anonymous, "200 OK<br/>FQDN".
+ * The vdir is the first path segment ("/mapi/healthcheck.htm" is the MAPI vdirs' page); it
+ * must start some configured vdir. With --health-dir, a file named after that segment (lower
+ * case) turns the page into HTTP.sys's 503, as when the vdir's application pool is stopped.
+ * Returns false when the request is not a health check. */
+static bool
+healthcheck(struct lab_conn *c)
+{
+    const char *p = c->req.path, *slash = strchr(p + 1, '/');
+    char seg[64], file[1024];
+    size_t n;
+    if (slash == NULL || strcasecmp(slash, "/healthcheck.htm") != 0 ||
+        (strcmp(c->req.method, "GET") != 0 && strcmp(c->req.method, "HEAD") != 0))
+        return false;
+    n = (size_t)(slash - p);
+    if (n >= sizeof(seg))
+        return false;
+    for (size_t i = 0; i < n; i++)
+        seg[i] = (char)(p[i] >= 'A' && p[i] <= 'Z' ? p[i] - 'A' + 'a' : p[i]);
+    seg[n] = '\0';
+    const struct lab_vdir *v = NULL;
+    for (size_t i = 0; i < g_lab.preset.nvdirs && v == NULL; i++) {
+        const struct lab_vdir *x = &g_lab.preset.vdirs[i];
+        if (strncasecmp(x->path, seg, n) == 0 && (x->path[n] == '\0' || x->path[n] == '/'))
+            v = x;
+    }
+    if (v == NULL)
+        return false;
+    c->req.vdir = v;
+    if (v->require_ssl && !c->tls) {
+        send_iis_error(c, 403, "Forbidden", body_403_4, NULL);
+        return true;
+    }
+    snprintf(file, sizeof(file), "%s/%s", g_lab.health_dir ? g_lab.health_dir : "", seg + 1);
+    if (g_lab.health_dir != NULL && access(file, F_OK) == 0) {
+        static const char b503[] =
+            "<!DOCTYPE HTML PUBLIC \"-//W3C//DTD HTML 4.01//EN\"\"http://www.w3.org/TR/"
+            "html4/strict.dtd\">\r\n<HTML><HEAD><TITLE>Service Unavailable</TITLE>\r\n"
+            "<META HTTP-EQUIV=\"Content-Type\" Content=\"text/html; charset=us-ascii\"></HEAD>"
+            "\r\n<BODY><h2>Service Unavailable</h2>\r\n<hr><p>HTTP Error 503. The service is "
+            "unavailable.</p>\r\n</BODY></HTML>\r\n";
+        struct evbuffer *out = bufferevent_get_output(c->bev);
+        evbuffer_add_printf(out,
+                            "HTTP/1.1 503 Service Unavailable\r\n"
+                            "Content-Type: text/html; charset=us-ascii\r\n"
+                            "Server: Microsoft-HTTPAPI/2.0\r\n"
+                            "Date: %s\r\n"
+                            "Content-Length: %zu\r\n\r\n",
+                            lab_http_date(), sizeof(b503) - 1);
+        if (strcmp(c->req.method, "HEAD") != 0)
+            evbuffer_add(out, b503, sizeof(b503) - 1);
+        lab_log_access(c, 503);
+        return true;
+    }
+    char body[192];
+    int bl = snprintf(body, sizeof(body), "200 OK<br/>%s", g_lab.preset.dns_computer);
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    evbuffer_add_printf(out,
+                        "HTTP/1.1 200 OK\r\n"
+                        "Cache-Control: private\r\n"
+                        "Content-Type: text/html\r\n"
+                        "Server: %s\r\n"
+                        "X-Powered-By: ASP.NET\r\n"
+                        "X-FEServer: %s\r\n"
+                        "Date: %s\r\n"
+                        "Content-Length: %d\r\n\r\n",
+                        g_lab.preset.server, g_lab.preset.fe_server, lab_http_date(), bl);
+    if (strcmp(c->req.method, "HEAD") != 0)
+        evbuffer_add(out, body, (size_t)bl);
+    lab_log_access(c, 200);
+    return true;
+}
+
 /* The head has been read and copied into c->req. */
 static int
 dispatch(struct lab_conn *c)
 {
-    const struct lab_vdir *v = find_vdir(c->req.path);
     bool ka = c->req.keep_alive;
+    if (healthcheck(c))
+        return after_early_response(c, ka);
+    const struct lab_vdir *v = find_vdir(c->req.path);
     c->req.vdir = v;
     if (v == NULL) {
         send_iis_error(c, 404, "Not Found", body_404, NULL);
@@ -1054,6 +1130,9 @@ on_head(struct lab_conn *c)
     const char *q = memchr(tgt.p, '?', tgt.len);
     struct h1_slice path = {tgt.p, q ? (size_t)(q - tgt.p) : tgt.len};
     copy_slice(r->path, sizeof(r->path), path);
+    if (q != NULL)
+        copy_slice(r->query, sizeof(r->query),
+                   (struct h1_slice){q + 1, tgt.len - (size_t)(q + 1 - tgt.p)});
     r->version_minor = h.version_minor;
     r->keep_alive = h.keep_alive;
     r->body_kind = h.body;

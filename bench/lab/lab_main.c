@@ -278,9 +278,29 @@ load_preset(const char *file, struct lab_preset *p, char *err, size_t errlen)
         get_uint(g, "keepalive_ms", &p->keepalive_ms);
     }
     if ((g = config_setting_get_member(root, "rpc")) != NULL) {
-        static const char *const k[] = {"connection_timeout_ms", "ping_ms", "recycle_bytes", NULL};
+        static const char *const k[] = {"connection_timeout_ms", "ping_ms", "recycle_bytes",
+                                        "valid_ports", NULL};
+        config_setting_t *vp;
         if (check_keys(g, k, file, err, errlen) != 0)
             goto cleanup;
+        if ((vp = config_setting_get_member(g, "valid_ports")) != NULL) {
+            int n = config_setting_length(vp);
+            if (!config_setting_is_array(vp) ||
+                n > (int)(sizeof(p->rpc_valid_ports) / sizeof(p->rpc_valid_ports[0]))) {
+                snprintf(err, errlen, "%s:%d: valid_ports: expected [6001, 6002, ...] (at most 16)",
+                         file, config_setting_source_line(vp));
+                goto cleanup;
+            }
+            for (int j = 0; j < n; j++) {
+                int port = config_setting_get_int_elem(vp, j);
+                if (port <= 0 || port > 65535) {
+                    snprintf(err, errlen, "%s:%d: valid_ports: bad port", file,
+                             config_setting_source_line(vp));
+                    goto cleanup;
+                }
+                p->rpc_valid_ports[p->rpc_nvalid_ports++] = (unsigned)port;
+            }
+        }
         get_uint(g, "connection_timeout_ms", &p->rpc_conn_timeout_ms);
         get_uint(g, "ping_ms", &p->rpc_ping_ms);
         get_uint(g, "recycle_bytes", &p->rpc_recycle_bytes);
@@ -575,11 +595,13 @@ usage(FILE *f)
         "  --rpc-ping MS         RTS Ping interval on RPC OUT channels\n"
         "  --rpc-recycle BYTES   ask for OUT channel recycling (OUT_R1/A2) once that many\n"
         "                        bytes went out on a channel (default 0: never)\n"
+        "  --health-dir DIR      GET /VDIR/healthcheck.htm answers 503 while a file DIR/VDIR\n"
+        "                        exists (VDIR lower case: owa, mapi, rpc, ews, ...), else 200\n"
         "  -h, --help            this text\n"
         "\n"
         "Presets shipped: default, negotiate-only-mapi, ntlm-not-first, ntlm-only-rpc,\n"
         "basic-only-rpc, ssl-required-rpc, forms-auth-exchange, short-idle, epa-required,\n"
-        "ntlmv2-required.\n"
+        "ntlmv2-required, rpc-validports.\n"
         "\n"
         "Log lines:\n"
         "  auth conn=ID peer=IP:PORT vdir=PATH scheme=S mech=M user=DOMAIN\\user\n"
@@ -629,6 +651,7 @@ main(int argc, char **argv)
         O_PENDING,
         O_PING,
         O_RECYCLE,
+        O_HEALTH,
     };
     static const struct option opts[] = {
         {"preset", required_argument, NULL, O_PRESET},
@@ -647,6 +670,7 @@ main(int argc, char **argv)
         {"pending-period", required_argument, NULL, O_PENDING},
         {"rpc-ping", required_argument, NULL, O_PING},
         {"rpc-recycle", required_argument, NULL, O_RECYCLE},
+        {"health-dir", required_argument, NULL, O_HEALTH},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -701,6 +725,9 @@ main(int argc, char **argv)
             break;
         case O_RECYCLE:
             recycle = parse_ms(optarg, "--rpc-recycle");
+            break;
+        case O_HEALTH:
+            g_lab.health_dir = optarg;
             break;
         case 'h':
             usage(stdout);

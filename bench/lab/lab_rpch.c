@@ -171,10 +171,39 @@ rpc_error(struct lab_conn *c, const char *code)
     lab_log_access(c, 503);
 }
 
+/* The RPC proxy's ValidPorts check on "?server:port": an unlisted port is refused before any
+ * RTS is read, with the 503 that Outlook and the Remote Connectivity Analyzer report as
+ * RPC_S_SERVER_UNAVAILABLE (seeds/004). No list configured: every port is valid. */
+static bool
+port_valid(const struct lab_conn *c)
+{
+    const struct lab_preset *p = &g_lab.preset;
+    const char *colon = strrchr(c->req.query, ':');
+    char *end = NULL;
+    unsigned long port;
+    if (p->rpc_nvalid_ports == 0)
+        return true;
+    if (colon == NULL)
+        return false;
+    port = strtoul(colon + 1, &end, 10);
+    if (end == colon + 1 || (*end != '\0' && *end != '&'))
+        return false;
+    for (size_t i = 0; i < p->rpc_nvalid_ports; i++)
+        if (p->rpc_valid_ports[i] == port)
+            return true;
+    return false;
+}
+
 int
 lab_rpc_begin(struct lab_conn *c)
 {
     bool in = strcmp(c->req.method, "RPC_IN_DATA") == 0;
+    if (!port_valid(c)) {
+        lab_log("rpc conn=%llu peer=%s target ?%s is not in ValidPorts: 503",
+                (unsigned long long)c->id, c->peer, c->req.query);
+        rpc_error(c, "6ba");
+        return lab_conn_finish(c);
+    }
     if (c->req.body_kind != H1_BODY_LENGTH && c->req.body_kind != H1_BODY_NONE) {
         rpc_error(c, "6ba");
         return lab_conn_finish(c);

@@ -30,6 +30,7 @@ enum bench_auth_kind {
     BENCH_AUTH_NTLM,
     BENCH_AUTH_NEGOTIATE,
     BENCH_AUTH_NONE,
+    BENCH_AUTH_KERBEROS, /* Negotiate carrying Kerberos from the default ccache (exshim-probe) */
 };
 
 enum bench_err {
@@ -117,9 +118,11 @@ extern struct bench_opts g_opt;
 int bench_worker_run(const struct bench_opts *o, struct bench_stats *st, unsigned index);
 double bench_now(void);
 
-/* bench_gss.c */
+/* bench_gss.c (also linked into exshim-probe) */
 struct bench_gss;
-/* Acquires the process-wide credential; 0 or -1 with why filled. */
+/* Acquires the process-wide credential; 0 or -1 with why filled. KERBEROS takes the caller's
+ * default ccache (domain, user, password unused) and asks for mutual authentication. Borrows
+ * every string (the password is not kept). */
 int bench_gss_init(enum bench_auth_kind kind, const char *domain, const char *user,
                    const char *password, const char *target_host, char *why, size_t whylen);
 /* One step: in_b64 NULL for the first token. *out_b64 malloc'ed (or NULL when nothing to
@@ -127,6 +130,12 @@ int bench_gss_init(enum bench_auth_kind kind, const char *domain, const char *us
 int bench_gss_step(struct bench_gss **g, const char *in_b64, size_t in_len, char **out_b64,
                    char *why, size_t whylen);
 void bench_gss_free(struct bench_gss *g);
+/* Channel bindings for contexts started from now on: application data (e.g.
+ * "tls-server-end-point:" || certificate hash) copied from data[0..len), or none when data is
+ * NULL. Returns 0 or -1 (too long). */
+int bench_gss_set_bindings(const void *data, size_t len);
+/* Releases the process-wide credential and target, so bench_gss_init may run again. */
+void bench_gss_done(void);
 
 /* bench_stats.c */
 void bench_hist_add(struct bench_hist *h, uint64_t us);

@@ -3,6 +3,8 @@
  * One credential per process (acquired with the password), one security context per
  * connection: every channel runs its own real handshake.
  */
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +25,11 @@ static gss_OID_desc bench_spnego_oid = {6, (void *)"\x2b\x06\x01\x05\x05\x02"};
 static gss_cred_id_t bench_cred = GSS_C_NO_CREDENTIAL;
 static gss_name_t bench_target = GSS_C_NO_NAME;
 static gss_OID bench_mech;
+static OM_uint32 bench_flags = GSS_C_INTEG_FLAG;
+static uint8_t bench_cb_data[128];
+static size_t bench_cb_len;
+static bool bench_cb_set;
+static gss_OID_desc bench_krb5_oid = {9, (void *)"\x2a\x86\x48\x86\xf7\x12\x01\x02\x02"};
 
 static void
 bench_gss_why(const char *what, OM_uint32 maj, OM_uint32 min, char *why, size_t whylen)
@@ -49,6 +56,22 @@ bench_gss_init(enum bench_auth_kind kind, const char *domain, const char *user,
     gss_OID_set_desc mechs = {1, &bench_ntlm_oid};
 
     bench_mech = kind == BENCH_AUTH_NEGOTIATE ? &bench_spnego_oid : &bench_ntlm_oid;
+    bench_flags = GSS_C_INTEG_FLAG;
+    if (kind == BENCH_AUTH_KERBEROS) {
+        /* SPNEGO over the default ccache, restricted to Kerberos so that a gss-ntlmssp user
+         * file in the environment cannot make it NTLM */
+        gss_OID_set_desc spnego_only = {1, &bench_spnego_oid}, krb = {1, &bench_krb5_oid};
+        bench_mech = &bench_spnego_oid;
+        bench_flags = GSS_C_MUTUAL_FLAG | GSS_C_INTEG_FLAG;
+        maj = gss_acquire_cred(&min, GSS_C_NO_NAME, GSS_C_INDEFINITE, &spnego_only, GSS_C_INITIATE,
+                               &bench_cred, NULL, NULL);
+        if (GSS_ERROR(maj)) {
+            bench_gss_why("acquire Kerberos credential", maj, min, why, whylen);
+            return -1;
+        }
+        gss_set_neg_mechs(&min, bench_cred, &krb);
+        goto target;
+    }
     if (domain[0])
         snprintf(namebuf, sizeof namebuf, "%s\\%s", domain, user);
     else
@@ -77,6 +100,7 @@ bench_gss_init(enum bench_auth_kind kind, const char *domain, const char *user,
         gss_OID_set_desc neg = {1, &bench_ntlm_oid};
         gss_set_neg_mechs(&min, bench_cred, &neg);
     }
+target:
     snprintf(namebuf, sizeof namebuf, "HTTP@%s", target_host);
     nb.value = namebuf;
     nb.length = strlen(namebuf);
@@ -118,10 +142,13 @@ bench_gss_step(struct bench_gss **gp, const char *in_b64, size_t in_len, char **
         in.value = raw;
         in.length = n;
     }
-    maj =
-        gss_init_sec_context(&min, bench_cred, &g->ctx, bench_target, bench_mech,
-                             GSS_C_MUTUAL_FLAG * 0 | GSS_C_INTEG_FLAG, 0, GSS_C_NO_CHANNEL_BINDINGS,
-                             in_b64 ? &in : GSS_C_NO_BUFFER, NULL, &out, NULL, NULL);
+    struct gss_channel_bindings_struct cb;
+    memset(&cb, 0, sizeof(cb));
+    cb.application_data.value = bench_cb_data;
+    cb.application_data.length = bench_cb_len;
+    maj = gss_init_sec_context(&min, bench_cred, &g->ctx, bench_target, bench_mech, bench_flags, 0,
+                               bench_cb_set ? &cb : GSS_C_NO_CHANNEL_BINDINGS,
+                               in_b64 ? &in : GSS_C_NO_BUFFER, NULL, &out, NULL, NULL);
     if (GSS_ERROR(maj)) {
         bench_gss_why("gss_init_sec_context", maj, min, why, whylen);
         goto out;
@@ -153,4 +180,32 @@ bench_gss_free(struct bench_gss *g)
     if (g->ctx != GSS_C_NO_CONTEXT)
         gss_delete_sec_context(&min, &g->ctx, GSS_C_NO_BUFFER);
     free(g);
+}
+
+int
+bench_gss_set_bindings(const void *data, size_t len)
+{
+    if (data == NULL) {
+        bench_cb_set = false;
+        bench_cb_len = 0;
+        return 0;
+    }
+    if (len > sizeof(bench_cb_data))
+        return -1;
+    memcpy(bench_cb_data, data, len);
+    bench_cb_len = len;
+    bench_cb_set = true;
+    return 0;
+}
+
+void
+bench_gss_done(void)
+{
+    OM_uint32 min;
+    if (bench_cred != GSS_C_NO_CREDENTIAL)
+        gss_release_cred(&min, &bench_cred);
+    if (bench_target != GSS_C_NO_NAME)
+        gss_release_name(&min, &bench_target);
+    bench_cred = GSS_C_NO_CREDENTIAL;
+    bench_target = GSS_C_NO_NAME;
 }

@@ -32,6 +32,7 @@
 #include <openssl/ssl.h>
 
 #include "bench/load/bench.h"
+#include "bench/load/bench_rts.h"
 #include "proxy/frame.h"
 #include "proxy/http1.h"
 
@@ -142,19 +143,6 @@ static uint16_t
 load_rd16(const uint8_t *p)
 {
     return (uint16_t)(p[0] | (p[1] << 8));
-}
-
-static void
-load_rts_header(uint8_t *p, uint16_t len, uint16_t flags, uint16_t ncmd)
-{
-    memset(p, 0, 20);
-    p[0] = 5;
-    p[2] = BENCH_RTS;
-    p[3] = 3;
-    p[4] = 0x10;
-    load_wr16(p + 8, len);
-    load_wr16(p + 16, flags);
-    load_wr16(p + 18, ncmd);
 }
 
 /* A DCE/RPC request PDU header (24 bytes) for a body of len total bytes. */
@@ -354,41 +342,29 @@ load_final(struct load_chan *c, const char *tok)
     struct load_worker *w = s->w;
     uint8_t pdu[104];
     switch (c->kind) {
-    case LK_OUT:
-        load_head(c, tok, 76, NULL);
-        load_rts_header(pdu, 76, 0, 4);
-        load_wr32(pdu + 20, 6);
-        load_wr32(pdu + 24, 1);
-        load_wr32(pdu + 28, 3);
-        memcpy(pdu + 32, s->vc, 16);
-        load_wr32(pdu + 48, 3);
-        load_random(pdu + 52, 16);
-        load_wr32(pdu + 68, 0);
-        load_wr32(pdu + 72, 0x10000);
-        load_out(c, pdu, 76);
+    case LK_OUT: {
+        uint8_t chan[16];
+        load_head(c, tok, BENCH_RTS_CONN_A1_LEN, NULL);
+        load_random(chan, sizeof chan);
+        bench_rts_conn_a1(pdu, s->vc, chan);
+        load_out(c, pdu, BENCH_RTS_CONN_A1_LEN);
         c->st = LS_LEG2;
         break;
-    case LK_IN:
+    }
+    case LK_IN: {
+        uint8_t chan[16], assoc[16];
         load_head(c, tok, w->o->in_cl, NULL);
-        load_rts_header(pdu, 104, 0, 6);
-        load_wr32(pdu + 20, 6);
-        load_wr32(pdu + 24, 1);
-        load_wr32(pdu + 28, 3);
-        memcpy(pdu + 32, s->vc, 16);
-        load_wr32(pdu + 48, 3);
-        load_random(pdu + 52, 16);
-        load_wr32(pdu + 68, 4);
-        load_wr32(pdu + 72, (uint32_t)(w->o->in_cl > 0x80000000ULL ? 0x80000000ULL : w->o->in_cl));
-        load_wr32(pdu + 76, 5);
-        load_wr32(pdu + 80, 300000);
-        load_wr32(pdu + 84, 0xc);
-        load_random(pdu + 88, 16);
+        load_random(chan, sizeof chan);
+        load_random(assoc, sizeof assoc);
+        bench_rts_conn_b1(pdu, s->vc, chan, assoc,
+                          (uint32_t)(w->o->in_cl > 0x80000000ULL ? 0x80000000ULL : w->o->in_cl));
         load_out(c, pdu, 104);
         c->pumped = 104;
         c->st = LS_OPEN; /* an IN channel is never answered */
         if (tok)
             w->st->handshakes++;
         break;
+    }
     case LK_HS: {
         static const uint8_t echo_body[4] = {0xf8, 0xe8, 0x18, 0x08};
         load_head(c, tok, 4, NULL);
@@ -447,8 +423,8 @@ load_send_echo(struct load_sess *s)
 static void
 load_send_ping(struct load_sess *s)
 {
-    uint8_t pdu[20];
-    load_rts_header(pdu, 20, 1, 0);
+    uint8_t pdu[BENCH_RTS_PING_LEN];
+    bench_rts_ping(pdu);
     load_out(s->b, pdu, sizeof pdu);
     s->b->pumped += sizeof pdu;
 }
