@@ -232,9 +232,9 @@ DESC = {
                 % (P["sessions"], 2 * P["sessions"], P["hold_s"]),
     "sessions-small": "%d RPC/HTTP sessions (%d channels), held %s s: a size every peer's fd limit allows"
                       % (P["small_sessions"], 2 * P["small_sessions"], P["small_hold_s"]),
-    "sessions-9000": "%d RPC/HTTP sessions (= %d channels), ramp 500/s, held %s s with echoes every 5 s and pings every 10 s; "
+    "sessions-9000": "%d RPC/HTTP sessions (= %d channels), ramp %s/s, held %s s with echoes every 5 s and pings every 10 s; "
                      "TLS; exshim with 2 workers (-w 2), the bench over 2 processes"
-                     % (P["ninek_sessions"], 2 * P["ninek_sessions"], P["ninek_hold_s"]),
+                     % (P["ninek_sessions"], 2 * P["ninek_sessions"], P["ninek_rate"], P["ninek_hold_s"]),
 }
 
 
@@ -272,9 +272,12 @@ def value(r, key, get):
     return v
 
 
-def med(xs):
+def med(xs, low=False):
+    """median; median_low for counts (an actual round's value, an integer)"""
     xs = [x for x in xs if x is not None]
-    return statistics.median(xs) if xs else None
+    if not xs:
+        return None
+    return statistics.median_low(xs) if low else statistics.median(xs)
 
 
 def per_round_ratios(sc, key, get, peer):
@@ -297,7 +300,7 @@ for sc in scenarios:
         for p in proxies:
             vals = [value(r, key, get) for r in data[p][sc]]
             e["rounds"][p] = vals
-            e["median"][p] = med(vals)
+            e["median"][p] = med(vals, low=key in COUNTS and key not in ("rss_peak_mib", "cpu_s"))
         if better and "exshim" in proxies:
             for peer in peers:
                 rr = per_round_ratios(sc, key, get, peer)
@@ -329,6 +332,17 @@ lines.append("Run %s on %s (%s, %d cores), %d rounds, %d s in all (estimate %d s
              "the whole box; the proxy's CPU per GiB / per request and RSS per connection are the fairer "
              "figures. For CPU, RSS and latency, lower is better."
              % (now, uname.node, uname.release, os.cpu_count() or 0, rounds, elapsed, P.get("estimate_s", 0)))
+DEFAULTS = {"rounds": 3, "bulk_bytes": 2**30, "small_conns": 64, "small_body": 256, "idle_conns": 5000,
+            "idle_hold_s": 3, "sessions": 5000, "hold_s": 20, "small_sessions": 2000, "small_hold_s": 10,
+            "ninek_sessions": 9000, "ninek_hold_s": 60, "ninek_rate": 500, "stream_bytes": "1G",
+            "stream_max_s": 6, "run_seconds": 6}
+changed = ["%s=%s" % (k, P.get(k)) for k in DEFAULTS if str(P.get(k)) != str(DEFAULTS[k])]
+lines.append("")
+lines.append("Parameters: " + ", ".join("%s=%s" % (k, P.get(k)) for k in DEFAULTS) + ".")
+if changed:
+    lines.append("")
+    lines.append("**Not the default sizes** (a smoke or partial run; do not quote these figures as results): "
+                 + ", ".join(changed) + ".")
 if hinfo:
     lines.append("")
     lines.append("HAProxy as started: " + ", ".join(hinfo.splitlines()) + ".")
