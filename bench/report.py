@@ -334,7 +334,7 @@ lines.append("Run %s on %s (%s, %d cores), %d rounds, %d s in all (estimate %d s
              % (now, uname.node, uname.release, os.cpu_count() or 0, rounds, elapsed, P.get("estimate_s", 0)))
 DEFAULTS = {"rounds": 3, "bulk_bytes": 2**30, "small_conns": 64, "small_body": 256, "idle_conns": 5000,
             "idle_hold_s": 3, "sessions": 5000, "hold_s": 20, "small_sessions": 2000, "small_hold_s": 10,
-            "ninek_sessions": 9000, "ninek_hold_s": 60, "ninek_rate": 500, "stream_bytes": "1G",
+            "ninek_sessions": 9000, "ninek_hold_s": 60, "ninek_rate": 250, "stream_bytes": "1G",
             "stream_max_s": 6, "run_seconds": 6}
 changed = ["%s=%s" % (k, P.get(k)) for k in DEFAULTS if str(P.get(k)) != str(DEFAULTS[k])]
 lines.append("")
