@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -53,14 +54,16 @@ static char g_req[256];
 static size_t g_reqlen;
 static volatile sig_atomic_t g_stop;
 
-static double now_s(void)
+static double
+now_s(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static void on_term(int s)
+static void
+on_term(int s)
 {
     (void)s;
     g_stop = 1;
@@ -71,13 +74,15 @@ struct result {
     double setup_s;
 };
 
-static void mod(int ep, struct conn *c, unsigned ev)
+static void
+mod(int ep, struct conn *c, unsigned ev)
 {
     struct epoll_event e = {.events = ev, .data.ptr = c};
     epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &e);
 }
 
-static void fail(int ep, struct conn *c, struct result *r, int kind, long *inflight)
+static void
+fail(int ep, struct conn *c, struct result *r, int kind, long *inflight)
 {
     (void)ep;
     r->err[kind]++;
@@ -90,7 +95,8 @@ static void fail(int ep, struct conn *c, struct result *r, int kind, long *infli
 }
 
 /* TLS or plain I/O: >0 bytes, 0 would block (events set), -1 error */
-static int io(int ep, struct conn *c, int wr, void *p, size_t n)
+static int
+io(int ep, struct conn *c, int wr, void *p, size_t n)
 {
     if (!c->ssl) {
         ssize_t k = wr ? write(c->fd, p, n) : read(c->fd, p, n);
@@ -113,7 +119,8 @@ static int io(int ep, struct conn *c, int wr, void *p, size_t n)
     return -1;
 }
 
-static void step(int ep, struct conn *c, struct result *r, long *inflight)
+static void
+step(int ep, struct conn *c, struct result *r, long *inflight)
 {
     for (;;) {
         switch (c->state) {
@@ -208,7 +215,8 @@ static void step(int ep, struct conn *c, struct result *r, long *inflight)
 }
 
 /* one process's share; reports setup through `wfd`, then holds until SIGTERM */
-static void child(long n, long window, double setup_timeout, int wfd)
+static void
+child(long n, long window, double setup_timeout, int wfd)
 {
     struct result r;
     memset(&r, 0, sizeof r);
@@ -266,7 +274,8 @@ static void child(long n, long window, double setup_timeout, int wfd)
     _exit(0);
 }
 
-int main(int argc, char **argv)
+int
+main(int argc, char **argv)
 {
     const char *connect_to = NULL, *ready = NULL, *json = NULL;
     long conns = 1000, procs = 0, window = 128;
@@ -287,13 +296,13 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--sni"))
             g_sni = v;
         else if (!strcmp(a, "--conns"))
-            conns = atol(v);
+            conns = strtol(v, NULL, 10);
         else if (!strcmp(a, "--procs"))
-            procs = atol(v);
+            procs = strtol(v, NULL, 10);
         else if (!strcmp(a, "--path"))
             g_path = v;
         else if (!strcmp(a, "--window"))
-            window = atol(v);
+            window = strtol(v, NULL, 10);
         else if (!strcmp(a, "--setup-timeout"))
             setup_timeout = atof(v);
         else if (!strcmp(a, "--hold"))
@@ -308,13 +317,14 @@ int main(int argc, char **argv)
         }
     }
     if (!connect_to || !strchr(connect_to, ':') || conns < 1) {
-        fprintf(stderr, "usage: idle-hold --connect HOST:PORT [--tls] --conns N [--procs P] [--hold S] [--ready FILE] [--json FILE]\n");
+        fprintf(stderr, "usage: idle-hold --connect HOST:PORT [--tls] --conns N [--procs P] "
+                        "[--hold S] [--ready FILE] [--json FILE]\n");
         return 2;
     }
     char host[64];
     snprintf(host, sizeof host, "%.*s", (int)(strrchr(connect_to, ':') - connect_to), connect_to);
     g_sa.sin_family = AF_INET;
-    g_sa.sin_port = htons((uint16_t)atoi(strrchr(connect_to, ':') + 1));
+    g_sa.sin_port = htons((uint16_t)(int)strtol(strrchr(connect_to, ':') + 1, NULL, 10));
     if (inet_pton(AF_INET, host, &g_sa.sin_addr) != 1) {
         fprintf(stderr, "idle-hold: bad address %s\n", connect_to);
         return 2;
@@ -328,12 +338,15 @@ int main(int argc, char **argv)
         rl.rlim_cur = rl.rlim_max;
         setrlimit(RLIMIT_NOFILE, &rl);
         if ((rlim_t)(conns / procs + 64) > rl.rlim_cur) {
-            fprintf(stderr, "idle-hold: %ld connections per process pass the open-file limit %llu; use more --procs\n",
+            fprintf(stderr,
+                    "idle-hold: %ld connections per process pass the open-file limit %llu; use "
+                    "more --procs\n",
                     conns / procs + 1, (unsigned long long)rl.rlim_cur);
             return 2;
         }
     }
-    g_reqlen = (size_t)snprintf(g_req, sizeof g_req, "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: idle-hold\r\n\r\n",
+    g_reqlen = (size_t)snprintf(g_req, sizeof g_req,
+                                "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: idle-hold\r\n\r\n",
                                 g_path, g_sni);
     signal(SIGPIPE, SIG_IGN);
     struct sigaction sa = {.sa_handler = on_term};
@@ -354,6 +367,9 @@ int main(int argc, char **argv)
         long share = conns / procs + (p < conns % procs ? 1 : 0);
         pid_t pid = fork();
         if (pid == 0) {
+            prctl(PR_SET_PDEATHSIG, SIGTERM); /* never outlive the parent with sockets held */
+            if (getppid() == 1)
+                _exit(1);
             close(fds[0]);
             child(share, window, setup_timeout, fds[1]);
         }
@@ -408,8 +424,10 @@ int main(int argc, char **argv)
     long errs = 0;
     for (int e = 0; e < E_MAX; e++)
         errs += err_end[e];
-    printf("idle-hold: %ld connections (%s) over %ld processes: %ld set up in %.2f s, %ld still open after %.1f s hold, errors %ld",
-           conns, g_tls ? "TLS" : "plain", procs, tot.held, t_setup, held_end, now_s() - t_hold, errs);
+    printf("idle-hold: %ld connections (%s) over %ld processes: %ld set up in %.2f s, %ld still "
+           "open after %.1f s hold, errors %ld",
+           conns, g_tls ? "TLS" : "plain", procs, tot.held, t_setup, held_end, now_s() - t_hold,
+           errs);
     for (int e = 0; e < E_MAX; e++)
         if (err_end[e])
             printf(" %s=%ld", ename[e], err_end[e]);
@@ -417,14 +435,19 @@ int main(int argc, char **argv)
     if (json) {
         FILE *f = fopen(json, "w");
         if (f) {
-            fprintf(f, "{\"conns\": %ld, \"procs\": %ld, \"tls\": %s, \"held\": %ld, \"held_at_end\": %ld, "
-                       "\"setup_s\": %.3f, \"hold_s\": %.3f, \"errors\": %ld, \"errors_by_kind\": {",
-                    conns, procs, g_tls ? "true" : "false", tot.held, held_end, t_setup, now_s() - t_hold, errs);
+            fprintf(f,
+                    "{\"conns\": %ld, \"procs\": %ld, \"tls\": %s, \"held\": %ld, \"held_at_end\": "
+                    "%ld, "
+                    "\"setup_s\": %.3f, \"hold_s\": %.3f, \"errors\": %ld, \"errors_by_kind\": {",
+                    conns, procs, g_tls ? "true" : "false", tot.held, held_end, t_setup,
+                    now_s() - t_hold, errs);
             int first = 1;
             for (int e = 0; e < E_MAX; e++)
                 if (err_end[e]) {
-                    fprintf(f, "%s\"%s\": {\"count\": %ld, \"example\": \"%s\"}", first ? "" : ", ", ename[e],
-                            err_end[e], e == E_CLOSED ? "proxy closed an idle keep-alive connection" : ename[e]);
+                    fprintf(f, "%s\"%s\": {\"count\": %ld, \"example\": \"%s\"}", first ? "" : ", ",
+                            ename[e], err_end[e],
+                            e == E_CLOSED ? "proxy closed an idle keep-alive connection"
+                                          : ename[e]);
                     first = 0;
                 }
             fprintf(f, "}, \"complete\": %s}\n", ok ? "true" : "false");

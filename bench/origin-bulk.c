@@ -58,7 +58,8 @@ struct conn {
 
 static int ep;
 
-static void set_events(struct conn *c, unsigned ev)
+static void
+set_events(struct conn *c, unsigned ev)
 {
     if (c->events == ev)
         return;
@@ -67,7 +68,8 @@ static void set_events(struct conn *c, unsigned ev)
     c->events = ev;
 }
 
-static const char *hdr_val(const char *p, const char *end, const char *name)
+static const char *
+hdr_val(const char *p, const char *end, const char *name)
 {
     size_t n = strlen(name);
     while (p < end) {
@@ -86,7 +88,8 @@ static const char *hdr_val(const char *p, const char *end, const char *name)
 }
 
 /* A complete head at in[0..headlen): note what to read and what to answer. */
-static void parse_head(struct conn *c, size_t headlen)
+static void
+parse_head(struct conn *c, size_t headlen)
 {
     const char *h = c->in, *end = c->in + headlen;
     const char *eol = memmem(h, headlen, "\r\n", 2);
@@ -119,13 +122,15 @@ static void parse_head(struct conn *c, size_t headlen)
     }
 }
 
-static void make_response(struct conn *c)
+static void
+make_response(struct conn *c)
 {
     const char *cl = c->close_after ? "Connection: close\r\n" : "";
     c->outoff = 0;
     if (c->want == (uint64_t)-1) {
-        c->outlen = (size_t)snprintf(c->out, sizeof c->out,
-                                     "HTTP/1.1 501 Not Implemented\r\nContent-Length: 0\r\n%s\r\n", cl);
+        c->outlen =
+            (size_t)snprintf(c->out, sizeof c->out,
+                             "HTTP/1.1 501 Not Implemented\r\nContent-Length: 0\r\n%s\r\n", cl);
         c->resp_left = 0;
     } else if (c->want) {
         c->outlen = (size_t)snprintf(c->out, sizeof c->out,
@@ -134,15 +139,17 @@ static void make_response(struct conn *c)
                                      (unsigned long long)c->want, cl);
         c->resp_left = c->head_only ? 0 : c->want;
     } else {
-        c->outlen = (size_t)snprintf(c->out, sizeof c->out,
-                                     "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n%s\r\n%s",
-                                     cl, c->head_only ? "" : "ok\n");
+        c->outlen = (size_t)snprintf(
+            c->out, sizeof c->out,
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n%s\r\n%s", cl,
+            c->head_only ? "" : "ok\n");
         c->resp_left = 0;
     }
 }
 
 /* Runs the connection as far as the sockets allow. Returns -1 when it must be closed. */
-static int drive(struct conn *c)
+static int
+drive(struct conn *c)
 {
     for (;;) {
         if (c->state == S_HEAD) {
@@ -205,7 +212,8 @@ static int drive(struct conn *c)
     }
 }
 
-int main(int argc, char **argv)
+int
+main(int argc, char **argv)
 {
     if (argc < 2 || !strchr(argv[1], ':')) {
         fprintf(stderr, "usage: origin-bulk HOST:PORT [READY_FILE]\n");
@@ -219,7 +227,9 @@ int main(int argc, char **argv)
     }
     char host[64];
     snprintf(host, sizeof host, "%.*s", (int)(strrchr(argv[1], ':') - argv[1]), argv[1]);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(strrchr(argv[1], ':') + 1))};
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_port =
+                                 htons((uint16_t)(int)strtol(strrchr(argv[1], ':') + 1, NULL, 10))};
     if (inet_pton(AF_INET, host, &sa.sin_addr) != 1) {
         fprintf(stderr, "origin-bulk: bad address %s\n", argv[1]);
         return 2;

@@ -316,7 +316,10 @@ def status_of(p, sc):
     bad = [(k + 1, r) for k, r in enumerate(rs) if r["status"] != "ok"]
     k, r = bad[0]
     more = "" if len(bad) == 1 else " (and %d more rounds)" % (len(bad) - 1)
-    return "**%s** in round %d%s: %s" % (r["status"], k, more, (r.get("reason") or "")[:240].replace("|", "/"))
+    why = (r.get("reason") or "")
+    if why.startswith(r["status"] + ": "):
+        why = why[len(r["status"]) + 2:]
+    return "**%s** in round %d%s: %s" % (r["status"], k, more, why[:240].replace("|", "/"))
 
 
 lines = []
@@ -412,9 +415,10 @@ if "exshim" in proxies and "haproxy" in proxies:
         met = m is not None and (m <= bound if op == "<=" else m >= bound)
         nr = sum(1 for x in rr["rounds"] if x is not None and (x <= bound if op == "<=" else x >= bound))
         note = "rounds meeting it: %d/%d" % (nr, sum(1 for x in rr["rounds"] if x is not None))
-        bad = [p for p in ("exshim", "haproxy") if any(r["status"] != "ok" for r in data[p][sc])]
+        bad = ["%s (%s)" % (p, ", ".join(sorted(set(r["status"] for r in data[p][sc] if r["status"] != "ok"))))
+               for p in ("exshim", "haproxy") if any(r["status"] != "ok" for r in data[p][sc])]
         if bad:
-            note += "; not clean in every round: " + ", ".join(bad)
+            note += "; not ok in every round: " + ", ".join(bad)
         if key == "rss_per_channel_kb" and "sessions-small" in scenarios:
             s2 = summary["sessions-small"][key]["ratio"]["haproxy"]["median"]
             note += "; sessions-small (%d sessions, every peer holds all): %s" % (P["small_sessions"], fmt(s2))
