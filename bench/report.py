@@ -228,13 +228,13 @@ DESC = {
     "mapi-rps": "64 authenticated keep-alive MAPI connections, Execute (256 B) back to back, %s s; TLS" % P["run_seconds"],
     "handshakes": "16 loops: new TCP+TLS connection, NTLM leg 1 (401), leg 2 + RPC echo request (200), close; %s s" % P["run_seconds"],
     "mapi-sessions": "1000 MAPI sessions (optional scenario): Connect, an Execute every 2 s, one NotificationWait held per session (2000 connections), 20 s; TLS",
-    "sessions": "%d RPC/HTTP sessions (= %d channels, each NTLM-authenticated), ramp 500/s, held %s s with echoes every 5 s and pings every 10 s; TLS"
-                % (P["sessions"], 2 * P["sessions"], P["hold_s"]),
+    "sessions": "%d RPC/HTTP sessions (= %d channels, each NTLM-authenticated), ramp 500/s, held %s s with echoes every %g s and pings every 10 s; TLS"
+                % (P["sessions"], 2 * P["sessions"], P["hold_s"], P["echo_ms"] / 1000),
     "sessions-small": "%d RPC/HTTP sessions (%d channels), held %s s: a size every peer's fd limit allows"
                       % (P["small_sessions"], 2 * P["small_sessions"], P["small_hold_s"]),
-    "sessions-9000": "%d RPC/HTTP sessions (= %d channels), ramp %s/s, held %s s with echoes every 5 s and pings every 10 s; "
+    "sessions-9000": "%d RPC/HTTP sessions (= %d channels), ramp %s/s, held %s s with echoes every %g s and pings every 10 s; "
                      "TLS; exshim with 2 workers (-w 2), the bench over 2 processes"
-                     % (P["ninek_sessions"], 2 * P["ninek_sessions"], P["ninek_rate"], P["ninek_hold_s"]),
+                     % (P["ninek_sessions"], 2 * P["ninek_sessions"], P["ninek_rate"], P["ninek_hold_s"], P["echo_ms"] / 1000),
 }
 
 
@@ -338,7 +338,7 @@ lines.append("Run %s on %s (%s, %d cores), %d rounds, %d s in all (estimate %d s
 DEFAULTS = {"rounds": 3, "bulk_bytes": 2**30, "small_conns": 64, "small_body": 256, "idle_conns": 5000,
             "idle_hold_s": 3, "sessions": 5000, "hold_s": 20, "small_sessions": 2000, "small_hold_s": 10,
             "ninek_sessions": 9000, "ninek_hold_s": 60, "ninek_rate": 250, "stream_bytes": "1G",
-            "stream_max_s": 6, "run_seconds": 6}
+            "stream_max_s": 6, "run_seconds": 6, "echo_ms": 5000}
 changed = ["%s=%s" % (k, P.get(k)) for k in DEFAULTS if str(P.get(k)) != str(DEFAULTS[k])]
 lines.append("")
 lines.append("Parameters: " + ", ".join("%s=%s" % (k, P.get(k)) for k in DEFAULTS) + ".")
