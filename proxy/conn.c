@@ -63,47 +63,32 @@ really_free(struct conn *c)
     free(c);
 }
 
-/* Returns false when the owner freed c during the callback (c is gone then). */
+enum cb_kind { CB_READ, CB_DRAINED, CB_EVENT };
+
+/* Calls the owner. Returns false when the owner freed c during the callback (c is gone then). */
+static bool
+call_owner(struct conn *c, enum cb_kind kind, enum conn_event ev)
+{
+    c->busy++;
+    if (kind == CB_READ)
+        c->cbs->on_read(c->arg);
+    else if (kind == CB_DRAINED)
+        c->cbs->on_drained(c->arg);
+    else
+        c->cbs->on_event(c->arg, ev);
+    c->busy--;
+    if (c->dead) {
+        if (c->busy == 0)
+            really_free(c);
+        return false;
+    }
+    return true;
+}
+
 static bool
 call_event(struct conn *c, enum conn_event ev)
 {
-    c->busy++;
-    c->cbs->on_event(c->arg, ev);
-    c->busy--;
-    if (c->dead) {
-        if (c->busy == 0)
-            really_free(c);
-        return false;
-    }
-    return true;
-}
-
-static bool
-call_read(struct conn *c)
-{
-    c->busy++;
-    c->cbs->on_read(c->arg);
-    c->busy--;
-    if (c->dead) {
-        if (c->busy == 0)
-            really_free(c);
-        return false;
-    }
-    return true;
-}
-
-static bool
-call_drained(struct conn *c)
-{
-    c->busy++;
-    c->cbs->on_drained(c->arg);
-    c->busy--;
-    if (c->dead) {
-        if (c->busy == 0)
-            really_free(c);
-        return false;
-    }
-    return true;
+    return call_owner(c, CB_EVENT, ev);
 }
 
 static void
@@ -207,7 +192,7 @@ do_read(struct conn *c)
         sync_events(c);
         return;
     case FILL_DATA:
-        if (!call_read(c))
+        if (!call_owner(c, CB_READ, 0))
             return;
         sync_events(c);
         return;
@@ -438,7 +423,7 @@ on_writable(evutil_socket_t fd, short what, void *arg)
     sync_events(c);
     if (c->drain_armed && evbuffer_get_length(c->out) <= c->drain_mark) {
         c->drain_armed = false;
-        call_drained(c);
+        call_owner(c, CB_DRAINED, 0);
     }
 }
 
