@@ -21,7 +21,7 @@ struct hcheck {
     struct health_pool *pool;
     size_t server, path;
     struct health_mark mark;
-    struct event *tick;     /* every interval */
+    struct event *tick;     /* the next check, every interval */
     struct event *deadline; /* the running check's timeout */
     struct conn *conn;      /* the running check; NULL between checks */
 };
@@ -166,7 +166,10 @@ check_tick_cb(evutil_socket_t fd, short what, void *arg)
     struct hcheck *hc = arg;
     struct health_pool *p = hc->pool;
     char err[256];
+    unsigned every = p->be->health.interval_ms;
+    struct timeval next = {.tv_sec = every / 1000, .tv_usec = (every % 1000) * 1000};
 
+    evtimer_add(hc->tick, &next);
     if (hc->conn != NULL)
         return; /* the previous one is still running (its deadline ends it) */
     hc->conn = upstream_open(p->base, p->be, p->rt, hc->server, &check_cbs, hc, err, sizeof(err));
@@ -216,21 +219,19 @@ pool_init(struct health_pool *p, struct event_base *base, const struct conf *c, 
     }
     if ((p->checks = calloc(p->npaths * n, sizeof(*p->checks))) == NULL)
         return -1;
-    unsigned ms = be->health.interval_ms;
-    struct timeval every = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
+    struct timeval at_once = {0, 0};
     for (size_t k = 0; k < p->npaths * n; k++) {
         struct hcheck *hc = &p->checks[k];
         hc->pool = p;
         hc->path = k / n;
         hc->server = k % n;
         hc->mark.up = true;
-        hc->tick = event_new(base, -1, EV_PERSIST, check_tick_cb, hc);
+        hc->tick = evtimer_new(base, check_tick_cb, hc);
         hc->deadline = evtimer_new(base, check_deadline_cb, hc);
-        if (hc->tick == NULL || hc->deadline == NULL || event_add(hc->tick, &every) != 0)
+        /* The first round runs at once, so a server down at start-up is found after fall
+         * checks and not one interval later; each tick arms the next one. */
+        if (hc->tick == NULL || hc->deadline == NULL || evtimer_add(hc->tick, &at_once) != 0)
             return -1;
-        /* the first round runs at once, so a server down at start-up is found within fall
-         * checks and not fall checks plus one interval */
-        event_active(hc->tick, EV_TIMEOUT, 0);
     }
     return 0;
 }
