@@ -40,6 +40,7 @@ struct health_pool {
 struct health {
     struct health_pool *pools;
     size_t npools;
+    struct backend_rt *rts;
 };
 
 bool
@@ -245,9 +246,10 @@ health_start(struct event_base *base, const struct conf *c, struct backend_rt *r
         return NULL;
     }
     h->npools = c->nbackends;
+    h->rts = rts;
     for (size_t i = 0; i < c->nbackends; i++) {
         if (pool_init(&h->pools[i], base, c, i, &rts[i]) != 0) {
-            /* what was set up is released by process exit with the failing worker */
+            health_free(h);
             return NULL;
         }
         rts[i].health = &h->pools[i];
@@ -274,6 +276,30 @@ health_stop(struct health *h)
     }
 }
 
+void
+health_free(struct health *h)
+{
+    if (h == NULL)
+        return;
+    health_stop(h);
+    for (size_t i = 0; i < h->npools; i++) {
+        struct health_pool *p = &h->pools[i];
+        for (size_t k = 0; p->checks != NULL && k < p->npaths * p->be->nservers; k++) {
+            if (p->checks[k].tick != NULL)
+                event_free(p->checks[k].tick);
+            if (p->checks[k].deadline != NULL)
+                event_free(p->checks[k].deadline);
+        }
+        free(p->checks);
+        free(p->paths);
+        free(p->suspect_until);
+        free(p->conns);
+        h->rts[i].health = NULL;
+    }
+    free(h->pools);
+    free(h);
+}
+
 enum health_state
 health_state_of(struct health_pool *p, const struct conf_route *r, size_t server)
 {
@@ -290,7 +316,7 @@ health_state_of(struct health_pool *p, const struct conf_route *r, size_t server
         return HEALTH_UP;
     struct timeval now;
     event_base_gettimeofday_cached(p->base, &now);
-    if (timercmp(&now, until, <))
+    if (now.tv_sec < until->tv_sec || (now.tv_sec == until->tv_sec && now.tv_usec < until->tv_usec))
         return HEALTH_SUSPECT;
     timerclear(until);
     const struct conf_server *sv = &p->be->servers[server];

@@ -56,12 +56,19 @@ enum health_state {
 /*
  * Sets up one pool per backend in rts[i].health and starts the checks of the backends that
  * have a health group, on base. Borrows everything, which must outlive the returned object.
- * Returns owned (released by process exit: sessions keep using the pools until then), or NULL.
+ * Returns owned (health_free), or NULL.
  */
 struct health *health_start(struct event_base *base, const struct conf *c, struct backend_rt *rts);
 
 /* Stops the active checks (a draining worker); the last states and counts stay. Accepts NULL. */
 void health_stop(struct health *h);
+
+/*
+ * Stops the checks, frees everything and clears rts[i].health. Only once no connection counted
+ * by health_conn_opened is open any more (their close hooks point into the pools); a worker
+ * never calls it, its pools go with the process. Accepts NULL.
+ */
+void health_free(struct health *h);
 
 /* The state of server for new connections of route r (a route of the pool's backend). */
 enum health_state health_state_of(struct health_pool *p, const struct conf_route *r, size_t server);

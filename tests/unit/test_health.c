@@ -170,7 +170,9 @@ test_passive_marks(void **state)
     health_connect_failed(rts[1].health, 1 - first, "Connection refused");
     assert_int_equal(upstream_choose(&bes[1], &rts[1], &routes[1], key, &s), -1);
 
-    health_stop(h);
+    health_free(h);
+    assert_null(rts[0].health);
+    assert_null(rts[1].health);
     event_base_free(base);
 }
 
