@@ -8,6 +8,9 @@
 # 3. passive, no health group: a backend whose server for 127.0.0.1 refuses (nothing listens):
 #    the first client fails over to the good server, the next 5 go straight there (one
 #    "Connection refused" line, one "is suspect" line).
+# 4. TLS backends: checks run over TLS with SNI and verification: a lab over HTTPS checked with
+#    its CA and the right SNI stays up (its route is served); the same server with an SNI its
+#    certificate does not name fails its checks (down, then 503 for its route).
 . "$(dirname "$0")/lib.sh"
 . "$E2E_DIR/health.sh"
 need date awk
@@ -16,6 +19,12 @@ INTERVAL=500 FALL=2
 
 hlab_start 1
 hlab_start 2
+self_signed labtls mail.lab.test
+rm -f "$T/lab3.ready"
+bg lab3 "$EXSHIM_LAB" --config "$T/hlab.conf" --tls-listen 127.0.0.1:0 --cert "$T/labtls.pem" \
+    --key "$T/labtls.key" --ready-file "$T/lab3.ready"
+wait_file "$T/lab3.ready" 10 || fail "the TLS lab did not become ready"
+LAB3_PORT=$(awk '$1 == "tls" { sub(/.*:/, "", $2); print $2; exit }' "$T/lab3.ready")
 
 # a dead port that 127.0.0.1 prefers over lab 2 (the same rendezvous hash as proxy/upstream.c)
 DEAD=$("$PY" - "$LAB2_PORT" <<'EOF'
@@ -51,11 +60,17 @@ backends = (
   { name = "lc"; servers = [ "127.0.0.1:$LAB1_PORT", "127.0.0.1:$LAB2_PORT" ]; balance = "leastconn";
     health = { path = "/owa/healthcheck.htm"; interval = "${INTERVAL}ms"; timeout = "400ms";
                rise = 2; fall = $FALL; }; },
-  { name = "passive"; servers = [ "127.0.0.1:$DEAD", "127.0.0.1:$LAB2_PORT" ]; connect_timeout = "1s"; }
+  { name = "passive"; servers = [ "127.0.0.1:$DEAD", "127.0.0.1:$LAB2_PORT" ]; connect_timeout = "1s"; },
+  { name = "tlsok"; servers = [ "127.0.0.1:$LAB3_PORT" ]; tls = { ca = "labtls.pem"; sni = "mail.lab.test"; };
+    health = { interval = "${INTERVAL}ms"; fall = $FALL; }; },
+  { name = "tlsbad"; servers = [ "127.0.0.1:$LAB3_PORT" ]; tls = { ca = "labtls.pem"; sni = "other.lab.test"; };
+    health = { interval = "${INTERVAL}ms"; fall = $FALL; }; }
 );
 routes = (
   { path = "/owa"; backend = "lc"; },
   { path = "/mapi"; backend = "lc"; health_path = "/mapi/healthcheck.htm"; },
+  { path = "/owa/tls"; backend = "tlsok"; },
+  { path = "/owa/bad"; backend = "tlsbad"; },
   { path = "default"; backend = "passive"; }
 );
 EOC
@@ -116,4 +131,17 @@ good=$(grep ' access ' "$T/exshim.log" | grep -E 'path=/ews/p[1-6] ' | grep -c "
 [ "$refused" -eq 1 ] || fail "passive: $refused refused connects to the dead server, want 1"
 [ "$suspect" -eq 1 ] || fail "passive: $suspect 'is suspect' lines, want 1"
 [ "$good" -eq 6 ] || fail "passive: $good of 6 requests served by the good server"
-pass "leastconn split $a/$b; /mapi down on lab 1 in $dgap ms: /mapi $m1/$m2, /owa still $o1/$o2; passive: 1 refused connect, 1 suspect line, 6/6 served by the good server"
+# 4. TLS checks
+wait_log "$T/exshim.log" "backend tlsbad server 127.0.0.1:$LAB3_PORT for /owa/healthcheck.htm is down \($FALL checks failed: " 5 ||
+    fail "no 'is down' line for the TLS backend with the wrong SNI"
+grep -q "backend tlsok server .* is down" "$T/exshim.log" && fail "the TLS backend with the right SNI went down"
+out=$($HC --port "$PORT" get --path /owa/tls/x) || fail "request to the verified TLS backend failed"
+okstatus=${out%% *}
+[ "$okstatus" != 503 ] && [ "$okstatus" != 502 ] || fail "verified TLS backend: $out"
+out=$($HC --port "$PORT" get --path /owa/bad/x) || fail "request to the TLS backend with the wrong SNI failed"
+[ "${out%% *}" = 503 ] && grep -q "backend tlsbad has no healthy server for route /owa/bad" <<<"$out" ||
+    fail "wrong SNI: $out"
+tlswhy=$(grep -o "backend tlsbad server .* is down .*" "$T/exshim.log" | head -1 | sed 's/.*checks failed: //; s/)$//')
+log "TLS: right SNI and CA: up and served (status $okstatus from the lab); wrong SNI: down ($tlswhy), 503"
+
+pass "leastconn split $a/$b; /mapi down on lab 1 in $dgap ms: /mapi $m1/$m2, /owa still $o1/$o2; passive: 1 refused connect, 1 suspect line, 6/6 served by the good server; TLS checks: verified backend up, wrong SNI down ($tlswhy)"
