@@ -60,6 +60,13 @@
 #define DEF_MAX_GENERATIONS 4
 #define MAX_MAX_GENERATIONS 64
 #define DEF_CONNECT_TIMEOUT_MS 5000u
+/* health = { ... } defaults (README, Operations: health) */
+#define DEF_HEALTH_PATH "/owa/healthcheck.htm"
+#define DEF_HEALTH_INTERVAL_MS 5000u
+#define DEF_HEALTH_TIMEOUT_MS 2000u
+#define DEF_HEALTH_RISE 2u
+#define DEF_HEALTH_FALL 3u
+#define DEF_HEALTH_EXPECT 200
 #define DEF_HEADER_TIMEOUT_MS 30000u
 #define DEF_IDLE_TIMEOUT_MS 120000u
 #define DEF_BODY_TIMEOUT_MS 300000u
@@ -774,8 +781,10 @@ load_listener(struct loader *ld, const config_setting_t *g, struct conf_listener
 
 /* ---- backends ----------------------------------------------------------------------- */
 
-static const char *const backend_keys[] = {"name",          "servers", "connect_timeout",
-                                           "tcp_keepalive", "tls",     NULL};
+static const char *const backend_keys[] = {"name", "servers", "connect_timeout", "tcp_keepalive",
+                                           "tls",  "health",  "balance",         NULL};
+static const char *const health_keys[] = {"path", "interval", "timeout", "rise",
+                                          "fall", "expect",   NULL};
 static const char *const backend_tls_keys[] = {"ca",           "sni",          "verify",
                                                "min_protocol", "max_protocol", NULL};
 
@@ -790,6 +799,8 @@ load_servers(struct loader *ld, const config_setting_t *g, struct conf_backend *
     n = config_setting_length(list);
     if (n == 0)
         return report(ld, list, NULL, "at least one server is required");
+    if (n > CONF_MAX_SERVERS)
+        return report(ld, list, NULL, "at most %d servers", CONF_MAX_SERVERS);
     b->servers = calloc((size_t)n, sizeof(*b->servers));
     if (b->servers == NULL)
         return report_oom(ld, list);
@@ -809,6 +820,67 @@ load_servers(struct loader *ld, const config_setting_t *g, struct conf_backend *
                 return report(ld, e, NULL, "server '%s' is listed twice", text);
         }
     }
+    return 0;
+}
+
+/* balance = "rendezvous" | "leastconn"; health = { path; interval; timeout; rise; fall; expect; }
+ */
+static int
+load_health(struct loader *ld, const config_setting_t *g, struct conf_backend *b)
+{
+    const config_setting_t *s = config_setting_get_member(g, "balance"), *h;
+    const char *v = NULL;
+    size_t n;
+
+    if (s != NULL) {
+        if (setting_string(ld, s, &v) < 0)
+            return -1;
+        if (strcasecmp(v, "leastconn") == 0)
+            b->balance = CONF_BALANCE_LEASTCONN;
+        else if (strcasecmp(v, "rendezvous") != 0)
+            return report(ld, s, NULL, "unknown balance '%s' (expected rendezvous or leastconn)",
+                          v);
+    }
+    if ((h = config_setting_get_member(g, "health")) == NULL)
+        return 0;
+    b->checked = true;
+    b->health = (struct conf_health){.interval_ms = DEF_HEALTH_INTERVAL_MS,
+                                     .timeout_ms = DEF_HEALTH_TIMEOUT_MS,
+                                     .rise = DEF_HEALTH_RISE,
+                                     .fall = DEF_HEALTH_FALL,
+                                     .expect = DEF_HEALTH_EXPECT};
+    if (expect(ld, h, CONFIG_TYPE_GROUP, "a group { path = ...; interval = ...; }") < 0 ||
+        check_keys(ld, h, health_keys, NULL, NULL) < 0 ||
+        opt_strdup(ld, h, "path", &b->health.path) < 0 ||
+        opt_duration(ld, h, "interval", false, &b->health.interval_ms) < 0 ||
+        opt_duration(ld, h, "timeout", false, &b->health.timeout_ms) < 0)
+        return -1;
+    if (b->health.path == NULL && (b->health.path = strdup(DEF_HEALTH_PATH)) == NULL)
+        return report_oom(ld, h);
+    if (b->health.path[0] != '/')
+        return report(ld, config_setting_get_member(h, "path"), NULL,
+                      "'%s' does not start with '/'", b->health.path);
+    if (b->health.interval_ms < 100)
+        return report(ld, config_setting_get_member(h, "interval"), NULL, "at least 100ms");
+    /* The default timeout shrinks to a shorter interval; one given explicitly must fit. */
+    if (b->health.timeout_ms > b->health.interval_ms &&
+        config_setting_get_member(h, "timeout") == NULL)
+        b->health.timeout_ms = b->health.interval_ms;
+    if (b->health.timeout_ms > b->health.interval_ms)
+        return report(ld, config_setting_get_member(h, "timeout"), NULL,
+                      "longer than the interval (%u ms)", b->health.interval_ms);
+    n = b->health.rise;
+    if (opt_size(ld, h, "rise", 1, 100, &n) < 0)
+        return -1;
+    b->health.rise = (unsigned)n;
+    n = b->health.fall;
+    if (opt_size(ld, h, "fall", 1, 100, &n) < 0)
+        return -1;
+    b->health.fall = (unsigned)n;
+    n = (size_t)b->health.expect;
+    if (opt_size(ld, h, "expect", 100, 599, &n) < 0)
+        return -1;
+    b->health.expect = (int)n;
     return 0;
 }
 
@@ -833,6 +905,9 @@ load_backend(struct loader *ld, const config_setting_t *g, struct conf_backend *
         opt_bool(ld, g, "tcp_keepalive", &b->tcp_keepalive) < 0)
         return -1;
 
+    if (load_health(ld, g, b) < 0)
+        return -1;
+
     tls = config_setting_get_member(g, "tls");
     if (tls == NULL)
         return 0;
@@ -851,9 +926,9 @@ load_backend(struct loader *ld, const config_setting_t *g, struct conf_backend *
 
 /* ---- routes ------------------------------------------------------------------------- */
 
-static const char *const route_keys[] = {"path",         "backend",        "offer",
-                                         "bridge",       "header_timeout", "idle_timeout",
-                                         "body_timeout", "guard",          NULL};
+static const char *const route_keys[] = {
+    "path",         "backend",      "offer", "bridge",      "header_timeout",
+    "idle_timeout", "body_timeout", "guard", "health_path", NULL};
 
 static const struct {
     enum conf_scheme scheme;
@@ -1002,8 +1077,12 @@ load_route(struct loader *ld, const config_setting_t *g, struct conf_route *r)
         opt_duration(ld, g, "body_timeout", false, &r->body_timeout_ms) < 0)
         return -1;
     r->guard = true;
-    if (opt_bool(ld, g, "guard", &r->guard) < 0)
+    if (opt_bool(ld, g, "guard", &r->guard) < 0 ||
+        opt_strdup(ld, g, "health_path", &r->health_path) < 0)
         return -1;
+    if (r->health_path != NULL && r->health_path[0] != '/')
+        return report(ld, config_setting_get_member(g, "health_path"), NULL,
+                      "'%s' does not start with '/'", r->health_path);
     return 0;
 }
 
@@ -1020,9 +1099,9 @@ static const char *const top_keys[] = {"workers",          "log_file",
                                        "target_policy",    NULL};
 /* Keys that only make sense inside a listener, backend or route. */
 static const char *const nested_keys[] = {
-    "name",           "address",      "tls",          "servers", "connect_timeout",
-    "tcp_keepalive",  "path",         "backend",      "offer",   "bridge",
-    "header_timeout", "idle_timeout", "body_timeout", "guard",   NULL};
+    "name",         "address", "tls",    "servers", "connect_timeout", "tcp_keepalive",
+    "path",         "backend", "offer",  "bridge",  "header_timeout",  "idle_timeout",
+    "body_timeout", "guard",   "health", "balance", "health_path",     NULL};
 
 static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL};
 
@@ -1188,6 +1267,9 @@ cross_check(struct loader *ld, const config_setting_t *ls, const config_setting_
                           r->backend_name);
         }
         r->backend = b;
+        if (r->health_path != NULL && !c->backends[b].checked)
+            return report(ld, member_of(rs, i, "health_path"), NULL,
+                          "backend '%s' has no health group to check it with", c->backends[b].name);
     }
     return 0;
 }
@@ -1438,11 +1520,13 @@ conf_free(struct conf *c)
         free(b->name);
         free(b->ca_file);
         free(b->sni);
+        free(b->health.path);
     }
     free(c->backends);
     for (size_t i = 0; i < c->nroutes; i++) {
         free(c->routes[i].path);
         free(c->routes[i].backend_name);
+        free(c->routes[i].health_path);
     }
     free(c->routes);
     free(c->log_file);

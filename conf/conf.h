@@ -59,9 +59,26 @@ struct conf_listener {
     int line;
 };
 
+#define CONF_MAX_SERVERS 64 /* per backend */
+
 struct conf_server {
     char *host;
     char *port;
+};
+
+/* How a backend's servers are chosen (proxy/upstream.h). */
+enum conf_balance {
+    CONF_BALANCE_RENDEZVOUS = 0, /* rendezvous hash of the client address (default) */
+    CONF_BALANCE_LEASTCONN,      /* fewest open backend connections in this worker */
+};
+
+/* Active health checks of a backend's servers (proxy/health.h); only with a health group. */
+struct conf_health {
+    char *path;           /* default "/owa/healthcheck.htm" */
+    unsigned interval_ms; /* default 5000 */
+    unsigned timeout_ms;  /* default 2000; at most interval */
+    unsigned rise, fall;  /* consecutive passes to come up (2), failures to go down (3) */
+    int expect;           /* the status a healthy server answers, default 200 */
 };
 
 struct conf_backend {
@@ -76,6 +93,9 @@ struct conf_backend {
     int max_protocol;            /* default CONF_TLS13 */
     unsigned connect_timeout_ms; /* default 5000 */
     bool tcp_keepalive;          /* default true */
+    bool checked;                /* a health group is present: health holds it */
+    struct conf_health health;
+    enum conf_balance balance;
     int line;
 };
 
@@ -97,6 +117,9 @@ struct conf_route {
     unsigned idle_timeout_ms;
     unsigned body_timeout_ms;
     bool guard; /* the Exchange exploit guard (proxy/guard.h) applies; default true */
+    /* The health page of this route's protocol on its backend (which must have a health
+     * group); NULL: the backend's own health path decides. */
+    char *health_path;
     int line;
 };
 

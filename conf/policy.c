@@ -76,6 +76,17 @@ print_route(const struct conf *c, const struct conf_route *r, FILE *out)
             conf_duration_text(r->idle_timeout_ms, d2, sizeof(d2)),
             conf_duration_text(r->body_timeout_ms, d3, sizeof(d3)),
             conf_duration_text(b->connect_timeout_ms, d4, sizeof(d4)));
+    if (b->checked) {
+        const struct conf_health *h = &b->health;
+        fprintf(out, "  health %s every %s, timeout %s, rise %u, fall %u, expect %d",
+                r->health_path ? r->health_path : h->path,
+                conf_duration_text(h->interval_ms, d1, sizeof(d1)),
+                conf_duration_text(h->timeout_ms, d2, sizeof(d2)), h->rise, h->fall, h->expect);
+    } else {
+        fprintf(out, "  health passive (a server whose connect fails is avoided for 10s)");
+    }
+    fprintf(out, "; balance %s\n",
+            b->balance == CONF_BALANCE_LEASTCONN ? "leastconn" : "rendezvous");
     /* F1's trap: the bridge serves NTLM clients, but without Negotiate in the offer a
      * Kerberos client that waits for the 401 never sees its scheme and falls back to NTLM. */
     if (r->bridge == CONF_BRIDGE_NTLM_TO_NEGOTIATE && r->offer_set && offers(r, CONF_SCHEME_NTLM) &&

@@ -17,6 +17,8 @@
  *     offer SCHEME, ... | pass-through | none
  *     bridge none|ntlm-to-negotiate|negotiate-to-ntlm
  *     timeouts header D, idle D, body D, connect D
+ *     health PATH every D, timeout D, rise N, fall N, expect N | health passive (...);
+ *       balance rendezvous|leastconn      (PATH: the route's health_path, else the backend's)
  *     note ...            (only for known traps, e.g. Negotiate hidden by offer = [ "NTLM" ])
  *
  * Borrows both. Returns 0, or -1 when writing failed.

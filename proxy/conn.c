@@ -49,6 +49,8 @@ struct conn {
     bool dead;         /* conn_free ran while a callback was on the stack */
     unsigned busy;     /* callbacks on the stack */
     char err[256];
+    void (*on_close)(void *arg); /* conn_on_close: runs once, from conn_free */
+    void *close_arg;
 };
 
 static void sync_events(struct conn *c);
@@ -611,11 +613,20 @@ conn_peer_cert_hash(const struct conn *c, unsigned char out[32])
 }
 
 void
+conn_on_close(struct conn *c, void (*fn)(void *arg), void *arg)
+{
+    c->on_close = fn;
+    c->close_arg = arg;
+}
+
+void
 conn_free(struct conn *c)
 {
     if (c == NULL || c->dead)
         return;
     c->dead = true;
+    if (c->on_close != NULL)
+        c->on_close(c->close_arg);
     event_free(c->rev);
     event_free(c->wev);
     if (c->timer != NULL)

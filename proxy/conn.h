@@ -80,6 +80,10 @@ int conn_fd(const struct conn *c);
 /* SHA-256 of the certificate the TLS peer presented (tls-server-end-point). 0 or -1. */
 int conn_peer_cert_hash(const struct conn *c, unsigned char out[32]);
 
+/* fn(arg) runs once when c is freed, before its socket closes (e.g. to count open
+ * connections). Borrows arg. */
+void conn_on_close(struct conn *c, void (*fn)(void *arg), void *arg);
+
 /* Closes the socket and frees everything. Accepts NULL; safe inside a callback. */
 void conn_free(struct conn *c);
 

@@ -454,8 +454,7 @@ start_request(struct session *s, size_t head_len)
     }
     s->be = be;
     s->be_index = a.route->backend;
-    s->server = upstream_choose(be, s->peer_ip);
-    s->tries = 1;
+    s->tries = 1; /* backend_start chooses the server */
     if (s->pending != NULL)
         evbuffer_free(s->pending);
     s->pending = head;
@@ -742,15 +741,25 @@ static void backend_on_drained(void *arg);
 static void backend_on_event(void *arg, enum conn_event ev);
 static const struct conn_cbs backend_cbs = {backend_on_read, backend_on_drained, backend_on_event};
 
-/* Connects to s->server; on failure, tries the next servers of the pool, then answers 502. */
+/* Connects to s->server, first choosing it among the healthy servers (503 when there is
+ * none); on failure, tries the next servers of the pool, then answers 502. */
 static int
 backend_start(struct session *s)
 {
+    const struct backend_rt *rt = &s->env->backends[s->be_index];
+    if (s->tries == 1 && upstream_choose(s->be, rt, s->route, s->peer_ip, &s->server) != 0) {
+        log_warnx("sid=%" PRIu64 " backend %s has no healthy server for route %s", s->id,
+                  s->be->name, s->route->path);
+        local_error(s, 503, "exshim: backend %s has no healthy server for route %s", s->be->name,
+                    s->route->path);
+        return -1;
+    }
     const struct conf_server *sv = &s->be->servers[s->server];
     char err[256];
-    s->backend = upstream_open(s->env->base, s->be, &s->env->backends[s->be_index], s->server,
-                               &backend_cbs, s, err, sizeof(err));
+    s->backend =
+        upstream_open(s->env->base, s->be, rt, s->server, &backend_cbs, s, err, sizeof(err));
     if (s->backend != NULL) {
+        upstream_count(rt, s->server, s->backend);
         conn_set_read_cap(s->backend, buffer_cap(s));
         return 0;
     }
@@ -840,8 +849,11 @@ backend_on_event(void *arg, enum conn_event ev)
                   why);
         conn_free(s->backend);
         s->backend = NULL;
-        if (s->resp == RESP_CONNECTING && s->tries < s->be->nservers) {
-            s->server = upstream_next(s->be, s->server);
+        const struct backend_rt *rt = &s->env->backends[s->be_index];
+        upstream_failed(rt, s->server, why);
+        size_t next = upstream_next(s->be, rt, s->route, s->server);
+        if (s->resp == RESP_CONNECTING && s->tries < s->be->nservers && next != s->server) {
+            s->server = next;
             s->tries++;
             backend_start(s);
         } else if (s->resp == RESP_CONNECTING) {

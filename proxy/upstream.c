@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "proxy/conn.h"
+#include "proxy/health.h"
 #include "proxy/tls.h"
 
 static uint64_t
@@ -19,30 +20,100 @@ fnv(uint64_t h, const char *p)
     return h;
 }
 
-size_t
-upstream_choose(const struct conf_backend *be, const char *key)
+static uint64_t
+weight(const struct conf_server *sv, const char *key)
 {
-    size_t best = 0;
+    uint64_t h = fnv(1469598103934665603ULL, key);
+    h = fnv(h, sv->host);
+    h = fnv(h, sv->port);
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdULL;
+    h ^= h >> 33;
+    return h;
+}
+
+size_t
+upstream_rendezvous(const struct conf_backend *be, const bool *usable, const char *key)
+{
+    size_t best = SIZE_MAX;
     uint64_t best_w = 0;
     for (size_t i = 0; i < be->nservers; i++) {
-        uint64_t h = fnv(1469598103934665603ULL, key);
-        h = fnv(h, be->servers[i].host);
-        h = fnv(h, be->servers[i].port);
-        h ^= h >> 33;
-        h *= 0xff51afd7ed558ccdULL;
-        h ^= h >> 33;
-        if (i == 0 || h > best_w) {
-            best_w = h;
+        if (!usable[i])
+            continue;
+        uint64_t w = weight(&be->servers[i], key);
+        if (best == SIZE_MAX || w > best_w) {
+            best_w = w;
             best = i;
         }
     }
     return best;
 }
 
-size_t
-upstream_next(const struct conf_backend *be, size_t server)
+/* Fewest open connections among the usable servers; equal counts go by the hash. */
+static size_t
+least_connected(const struct conf_backend *be, const struct backend_rt *rt, const bool *usable,
+                const char *key)
 {
-    return (server + 1) % be->nservers;
+    size_t best = SIZE_MAX, best_n = 0;
+    uint64_t best_w = 0;
+    for (size_t i = 0; i < be->nservers; i++) {
+        if (!usable[i])
+            continue;
+        size_t n = health_conns(rt->health, i);
+        uint64_t w = weight(&be->servers[i], key);
+        if (best == SIZE_MAX || n < best_n || (n == best_n && w > best_w)) {
+            best = i;
+            best_n = n;
+            best_w = w;
+        }
+    }
+    return best;
+}
+
+int
+upstream_choose(const struct conf_backend *be, const struct backend_rt *rt,
+                const struct conf_route *r, const char *key, size_t *server_out)
+{
+    bool up[CONF_MAX_SERVERS], suspect[CONF_MAX_SERVERS];
+    bool any_up = false, any_suspect = false;
+    for (size_t i = 0; i < be->nservers; i++) {
+        enum health_state st = health_state_of(rt->health, r, i);
+        up[i] = st == HEALTH_UP;
+        suspect[i] = st == HEALTH_SUSPECT;
+        any_up |= up[i];
+        any_suspect |= suspect[i];
+    }
+    if (!any_up && !any_suspect)
+        return -1;
+    const bool *usable = any_up ? up : suspect;
+    size_t s = be->balance == CONF_BALANCE_LEASTCONN ? least_connected(be, rt, usable, key)
+                                                     : upstream_rendezvous(be, usable, key);
+    *server_out = s;
+    return 0;
+}
+
+void
+upstream_failed(const struct backend_rt *rt, size_t server, const char *why)
+{
+    health_connect_failed(rt->health, server, why);
+}
+
+size_t
+upstream_next(const struct conf_backend *be, const struct backend_rt *rt,
+              const struct conf_route *r, size_t server)
+{
+    for (size_t k = 1; k < be->nservers; k++) {
+        size_t i = (server + k) % be->nservers;
+        if (health_state_of(rt->health, r, i) != HEALTH_DOWN)
+            return i;
+    }
+    return server;
+}
+
+void
+upstream_count(const struct backend_rt *rt, size_t server, struct conn *c)
+{
+    health_conn_opened(rt->health, server, c);
 }
 
 struct conn *

@@ -13,6 +13,7 @@
 #include <event2/listener.h>
 
 #include "proxy/climit.h"
+#include "proxy/health.h"
 #include "proxy/log.h"
 #include "proxy/session.h"
 
@@ -153,6 +154,7 @@ handover_cb(evutil_socket_t sig, short what, void *arg)
         return;
     w->draining = true;
     stop_listening(w);
+    health_stop(w->health);
     log_info("superseded by a new generation: accepting no more; %zu sessions finish on their "
              "own (drain_timeout %u ms)",
              w->reg.n, w->conf->drain_timeout_ms);
@@ -192,6 +194,7 @@ term_cb(evutil_socket_t sig, short what, void *arg)
     if (!w->draining)
         stop_listening(w);
     w->draining = true;
+    health_stop(w->health);
     session_drain_all(&w->reg);
     if (w->reg.n == 0) {
         event_base_loopexit(w->base, NULL);
@@ -279,6 +282,10 @@ worker_run(struct worker *w, int ready_fd)
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
 
+    /* Each worker checks the backends on its own (sets w->backends[i].health); after the
+     * priorities, which cannot be set up once an event is active. */
+    if ((w->health = health_start(w->base, c, w->backends)) == NULL)
+        fatalx("worker %d: out of memory", w->index);
     for (size_t i = 0; i < w->nlisten; i++) {
         size_t li = w->listen_li[i];
         args[i].w = w;

@@ -22,6 +22,7 @@ struct event;
 struct ssl_ctx_st;
 struct session;
 struct climit;
+struct health;
 
 struct worker {
     int index;
@@ -41,6 +42,7 @@ struct worker {
     bool draining;
     bool accept_full;            /* accepting paused at max_connections */
     struct climit *climit;       /* per-address counts; NULL without max_connections_per_client */
+    struct health *health;       /* this worker's backend checks (proxy/health.h) */
     struct session_registry reg; /* this worker's sessions */
     struct session_env env;      /* what its sessions see of it */
 };

@@ -648,6 +648,25 @@ static const struct err_case err_cases[] = {
      "backends.[0].servers.[1]", "server 'mail:443' is listed twice"},
     {"backend no servers", L_ "backends = ( { name = \"b\"; servers = [ ]; } );\n" R_, 2,
      "backends.[0].servers", "at least one server is required"},
+    {"health unknown key",
+     L_
+     "backends = ( { name = \"b\"; servers = [ \"h:1\" ];\n  health = { intreval = 5; }; } );\n" R_,
+     3, "backends.[0].health.intreval", "unknown key 'intreval' (did you mean 'interval'?)"},
+    {"health timeout over interval",
+     L_ "backends = ( { name = \"b\"; servers = [ \"h:1\" ];\n"
+        "  health = { interval = \"1s\"; timeout = \"2s\"; }; } );\n" R_,
+     3, "backends.[0].health.timeout", "longer than the interval (1000 ms)"},
+    {"health fall zero",
+     L_ "backends = ( { name = \"b\"; servers = [ \"h:1\" ];\n  health = { fall = 0; }; } );\n" R_,
+     3, "backends.[0].health.fall", "0 is out of range (1..100)"},
+    {"balance unknown",
+     L_
+     "backends = ( { name = \"b\"; servers = [ \"h:1\" ];\n  balance = \"roundrobin\"; } );\n" R_,
+     3, "backends.[0].balance", "unknown balance 'roundrobin' (expected rendezvous or leastconn)"},
+    {"health_path without health",
+     L_ B_ "routes = ( { path = \"/mapi\"; backend = \"b\";\n  health_path = "
+           "\"/mapi/healthcheck.htm\"; } );\n",
+     4, "routes.[0].health_path", "backend 'b' has no health group to check it with"},
 
     /* TLS */
     {"tls min above max",
@@ -1243,10 +1262,42 @@ test_hardening_keys(void **state)
     conf_free(c);
 }
 
+static void
+test_health_keys(void **state)
+{
+    (void)state;
+    struct conf *c = NULL;
+    char err[512] = "";
+    assert_int_equal(
+        load_text(L_ "backends = ( { name = \"b\"; servers = [ \"h:1\", \"h:2\" ];\n"
+                     "  balance = \"leastconn\"; health = { interval = \"500ms\"; fall = 2; }; },\n"
+                     "  { name = \"p\"; servers = [ \"h:3\" ]; } );\n"
+                     "routes = ( { path = \"/mapi\"; backend = \"b\";\n"
+                     "  health_path = \"/mapi/healthcheck.htm\"; },\n"
+                     "  { path = \"default\"; backend = \"p\"; } );\n",
+                  &c, err, sizeof(err)),
+        0);
+    const struct conf_backend *b = &c->backends[0], *p = &c->backends[1];
+    assert_true(b->checked);
+    assert_int_equal(b->balance, CONF_BALANCE_LEASTCONN);
+    assert_string_equal(b->health.path, "/owa/healthcheck.htm");
+    assert_int_equal(b->health.interval_ms, 500);
+    assert_int_equal(b->health.timeout_ms, 500); /* the 2 s default shrinks to the interval */
+    assert_int_equal(b->health.rise, 2);
+    assert_int_equal(b->health.fall, 2);
+    assert_int_equal(b->health.expect, 200);
+    assert_false(p->checked);
+    assert_int_equal(p->balance, CONF_BALANCE_RENDEZVOUS);
+    assert_string_equal(c->routes[0].health_path, "/mapi/healthcheck.htm");
+    assert_null(c->routes[1].health_path);
+    conf_free(c);
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_health_keys),
         cmocka_unit_test(test_hardening_keys),
         cmocka_unit_test(test_full_config),
         cmocka_unit_test(test_defaults),
