@@ -48,7 +48,7 @@ BOB_PW='Secret-2'
 # three labs as backends and the given routes
 exshim_conf() {
     cat >"$1" <<EOF
-workers = 2;
+workers = ${WORKERS:-2};
 edge = { keytab = "$3"; principal = "$2"; };
 listeners = (
   { name = "tls"; address = "127.0.0.1:0";
@@ -244,7 +244,38 @@ grep -q 'vdir=/owa scheme=NTLM mech=ntlm user=LAB\\alice verdict=fail:epa-cbt-mi
     "$EPA_LOG" || fail "(f) the epa lab did not refuse the pass-through bindings as a mismatch"
 log "ok: (f) pass-through mode through the same backend: 401, cbt=mismatch (the client bound to exshim's certificate)"
 
-grep -Eq 'Passw0rd|Secret-2' "$XLOG" "$T/px2.log" && fail "a password reached exshim's log"
+# ---- (g) the worker's acceptor: a failure answers 503 on edge routes until a retry works ---
+cp "$REALM_DIR/proxy2.keytab" "$T/late.keytab" # no key for HTTP/proxy (yet)
+WORKERS=1 exshim_conf "$T/late.conf" "$PROXY_SPN" "$T/late.keytab" "
+  { path = \"/mapi\"; backend = \"neg\"; auth = \"edge\"; edge = { $SPN }; }"
+bg late "$EXSHIM" -c "$T/late.conf" -r "$T/late.ready"
+wait_file "$T/late.ready" 10 || fail "exshim (late) did not become ready"
+LATE=$(awk '$1 == "plain" { sub(/.*:/, "", $2); print $2 }' "$T/late.ready")
+LR=(--resolve "$PROXY_HOST:$LATE:127.0.0.1")
+n_neg=$(lab_requests "$NEG_LOG")
+got=$(curl -s -o /dev/null -w '%{http_code}' --max-time 20 --negotiate -u : "${LR[@]}" \
+    "http://$PROXY_HOST:$LATE/mapi/emsmdb/")
+[ "$got" = 503 ] || fail "(g) edge route without the proxy's credential: want 503, got $got"
+grep -q "edge: cannot acquire the credential of $PROXY_SPN from $T/late.keytab: .*edge routes answer 503" \
+    "$T/late.log" || fail "(g) no log line for the acceptor failure"
+cp "$REALM_DIR/proxy.keytab" "$T/late.keytab"
+# within the retry interval the worker does not ask the KDC again
+got=$(curl -s -o /dev/null -w '%{http_code}' --max-time 20 --negotiate -u : "${LR[@]}" \
+    "http://$PROXY_HOST:$LATE/mapi/emsmdb/")
+[ "$got" = 503 ] || fail "(g) a request inside the retry interval: want 503, got $got"
+[ "$(grep -c 'edge: cannot acquire' "$T/late.log")" -eq 1 ] || fail "(g) retried inside the interval"
+for _ in $(seq 1 40); do
+    got=$(curl -s -o /dev/null -w '%{http_code}' --max-time 20 --negotiate -u : "${LR[@]}" \
+        "http://$PROXY_HOST:$LATE/mapi/emsmdb/")
+    [ "$got" = 200 ] && break
+    sleep 0.25
+done
+[ "$got" = 200 ] || fail "(g) the acceptor was not acquired again after the keytab was fixed: $got"
+grep -q 'edge: acceptor HTTP/proxy.lab.test@LAB.TEST ready' "$T/late.log" || fail "(g) no ready line"
+[ "$(lab_requests "$NEG_LOG")" -eq $((n_neg + 1)) ] || fail "(g) a 503 reached the backend"
+log "ok: (g) no proxy credential: 503 and one log line; after the keytab is fixed the retry (5 s later) succeeds: 200"
+
+grep -Eq 'Passw0rd|Secret-2' "$XLOG" "$T/px2.log" "$T/late.log" && fail "a password reached exshim's log"
 grep -Eq 'Authorization: (Negotiate|Basic) ' "$NEG_LOG" "$NTLM_LOG" "$EPA_LOG" 2>/dev/null &&
     fail "a lab logged an Authorization value"
 pass "Negotiate and Basic at the edge; S4U2Proxy, S4U2Self, password-Kerberos, password-NTLM to the lab; refusals local; $HANDSHAKES interleaved connections; EPA"
