@@ -926,9 +926,12 @@ load_backend(struct loader *ld, const config_setting_t *g, struct conf_backend *
 
 /* ---- routes ------------------------------------------------------------------------- */
 
-static const char *const route_keys[] = {
-    "path",         "backend",      "offer", "bridge",      "header_timeout",
-    "idle_timeout", "body_timeout", "guard", "health_path", NULL};
+static const char *const route_keys[] = {"path",           "backend",      "offer",        "bridge",
+                                         "header_timeout", "idle_timeout", "body_timeout", "guard",
+                                         "health_path",    "auth",         "edge",         NULL};
+static const char *const route_edge_keys[] = {"offer",         "basic_realm", "delegation",
+                                              "password_mech", "backend_spn", "realm",
+                                              "ntlm_domain",   NULL};
 
 static const struct {
     enum conf_scheme scheme;
@@ -1047,6 +1050,131 @@ route_path_check(struct loader *ld, const config_setting_t *s, const char *p)
     return 0;
 }
 
+/* The offer list of an edge route: Negotiate and Basic only (NTLM is never taken at the edge:
+ * exshim would need the user's NT hash, or a domain controller's netlogon, to check it). */
+static int
+load_edge_offer(struct loader *ld, const config_setting_t *list, struct conf_route_edge *e)
+{
+    int n;
+
+    if (expect_sequence(ld, list, "an array of scheme names [ \"Negotiate\", \"Basic\" ]") < 0)
+        return -1;
+    n = config_setting_length(list);
+    if (n == 0)
+        return report(ld, list, NULL, "an edge route must offer Negotiate, Basic or both");
+    e->offer_negotiate = e->offer_basic = false;
+    for (int i = 0; i < n; i++) {
+        const config_setting_t *el = config_setting_get_elem(list, (unsigned)i);
+        const char *name = NULL;
+        bool *slot;
+
+        if (setting_string(ld, el, &name) < 0)
+            return -1;
+        if (strcasecmp(name, "Negotiate") == 0)
+            slot = &e->offer_negotiate;
+        else if (strcasecmp(name, "Basic") == 0)
+            slot = &e->offer_basic;
+        else if (strcasecmp(name, "NTLM") == 0)
+            return report(ld, el, NULL,
+                          "NTLM is not accepted at the edge (exshim cannot verify an NTLM "
+                          "response without the user's key); offer Negotiate and Basic");
+        else
+            return report(ld, el, NULL, "unknown scheme '%s' (expected Negotiate or Basic)", name);
+        if (*slot)
+            return report(ld, el, NULL, "scheme '%s' is listed twice", name);
+        *slot = true;
+    }
+    return 0;
+}
+
+static int
+opt_choice(struct loader *ld, const config_setting_t *g, const char *name, const char *a,
+           const char *b, int *out)
+{
+    const config_setting_t *s = config_setting_get_member(g, name);
+    const char *v = NULL;
+
+    if (s == NULL)
+        return 0;
+    if (setting_string(ld, s, &v) < 0)
+        return -1;
+    if (strcasecmp(v, a) == 0)
+        *out = 0;
+    else if (strcasecmp(v, b) == 0)
+        *out = 1;
+    else
+        return report(ld, s, NULL, "unknown value '%s' (expected %s or %s)", v, a, b);
+    return 0;
+}
+
+/* auth = "edge" | "pass-through" and the route's edge = { ... } group. */
+static int
+load_route_auth(struct loader *ld, const config_setting_t *g, struct conf_route *r)
+{
+    const config_setting_t *s = config_setting_get_member(g, "auth"), *eg, *m;
+    struct conf_route_edge *e = &r->edge;
+    const char *v = NULL;
+    int deleg = 0, mech = 0;
+
+    if (s != NULL) {
+        if (setting_string(ld, s, &v) < 0)
+            return -1;
+        if (strcasecmp(v, "edge") == 0)
+            r->auth = CONF_AUTH_EDGE;
+        else if (strcasecmp(v, "pass-through") == 0)
+            r->auth = CONF_AUTH_PASS_THROUGH;
+        else
+            return report(ld, s, NULL, "unknown mode '%s' (expected edge or pass-through)", v);
+    }
+    eg = config_setting_get_member(g, "edge");
+    if (r->auth != CONF_AUTH_EDGE) {
+        if (eg != NULL)
+            return report(ld, eg, NULL, "an edge group needs auth = \"edge\" on the route");
+        return 0;
+    }
+    /* The client's credentials end at exshim: the backend's offers are never shown, so the
+     * pass-through offer rewrite and the bridges have nothing to act on. */
+    if ((m = config_setting_get_member(g, "offer")) != NULL)
+        return report(ld, m, NULL,
+                      "with auth = \"edge\" the offer goes inside edge = { offer = [ ... ]; }");
+    if ((m = config_setting_get_member(g, "bridge")) != NULL)
+        return report(ld, m, NULL, "bridges do not apply to auth = \"edge\" routes");
+    if (eg == NULL)
+        return report(ld, g, "edge",
+                      "auth = \"edge\" needs edge = { backend_spn = \"HTTP@backend.host\"; }");
+    if (expect(ld, eg, CONFIG_TYPE_GROUP, "a group { backend_spn = ...; ... }") < 0 ||
+        check_keys(ld, eg, route_edge_keys, NULL, NULL) < 0)
+        return -1;
+    e->offer_negotiate = e->offer_basic = true;
+    if ((m = config_setting_get_member(eg, "offer")) != NULL && load_edge_offer(ld, m, e) < 0)
+        return -1;
+    if (opt_strdup(ld, eg, "basic_realm", &e->basic_realm) < 0 ||
+        opt_strdup(ld, eg, "realm", &e->realm) < 0 ||
+        opt_strdup(ld, eg, "ntlm_domain", &e->ntlm_domain) < 0)
+        return -1;
+    if (e->basic_realm != NULL && strpbrk(e->basic_realm, "\"\\") != NULL)
+        return report(ld, config_setting_get_member(eg, "basic_realm"), NULL,
+                      "may not contain '\"' or '\\'");
+    if (opt_choice(ld, eg, "delegation", "constrained", "password", &deleg) < 0 ||
+        opt_choice(ld, eg, "password_mech", "kerberos", "ntlm", &mech) < 0)
+        return -1;
+    e->delegation = deleg ? CONF_EDGE_PASSWORD : CONF_EDGE_CONSTRAINED;
+    e->password_mech = mech ? CONF_EDGE_PW_NTLM : CONF_EDGE_PW_KERBEROS;
+    if ((m = config_setting_get_member(eg, "password_mech")) != NULL &&
+        e->delegation != CONF_EDGE_PASSWORD)
+        return report(ld, m, NULL, "password_mech applies to delegation = \"password\" only");
+    if (e->delegation == CONF_EDGE_PASSWORD && !e->offer_basic)
+        return report(ld, config_setting_get_member(eg, "delegation"), NULL,
+                      "delegation = \"password\" needs the user's password: offer Basic");
+    if ((s = require(ld, eg, "backend_spn")) == NULL || setting_strdup(ld, s, &e->backend_spn) < 0)
+        return -1;
+    if (strchr(e->backend_spn, '@') == NULL && strchr(e->backend_spn, '/') == NULL)
+        return report(ld, s, NULL,
+                      "'%s': expected a host-based service name, e.g. \"HTTP@backend.host\"",
+                      e->backend_spn);
+    return 0;
+}
+
 static int
 load_route(struct loader *ld, const config_setting_t *g, struct conf_route *r)
 {
@@ -1083,25 +1211,37 @@ load_route(struct loader *ld, const config_setting_t *g, struct conf_route *r)
     if (r->health_path != NULL && r->health_path[0] != '/')
         return report(ld, config_setting_get_member(g, "health_path"), NULL,
                       "'%s' does not start with '/'", r->health_path);
-    return 0;
+    return load_route_auth(ld, g, r);
 }
 
 /* ---- top level ---------------------------------------------------------------------- */
 
-static const char *const top_keys[] = {"workers",          "log_file",
-                                       "log_level",        "access_log",
-                                       "max_header_bytes", "max_headers",
-                                       "high_water",       "grace",
-                                       "drain_timeout",    "max_generations",
-                                       "listeners",        "backends",
-                                       "routes",           "handshake_timeout",
-                                       "max_connections",  "max_connections_per_client",
-                                       "target_policy",    NULL};
+static const char *const top_keys[] = {"workers",
+                                       "log_file",
+                                       "log_level",
+                                       "access_log",
+                                       "max_header_bytes",
+                                       "max_headers",
+                                       "high_water",
+                                       "grace",
+                                       "drain_timeout",
+                                       "max_generations",
+                                       "listeners",
+                                       "backends",
+                                       "routes",
+                                       "handshake_timeout",
+                                       "max_connections",
+                                       "max_connections_per_client",
+                                       "target_policy",
+                                       "edge",
+                                       NULL};
+static const char *const edge_keys[] = {"keytab", "principal", NULL};
 /* Keys that only make sense inside a listener, backend or route. */
 static const char *const nested_keys[] = {
-    "name",         "address", "tls",    "servers", "connect_timeout", "tcp_keepalive",
-    "path",         "backend", "offer",  "bridge",  "header_timeout",  "idle_timeout",
-    "body_timeout", "guard",   "health", "balance", "health_path",     NULL};
+    "name",           "address",      "tls",          "servers", "connect_timeout",
+    "tcp_keepalive",  "path",         "backend",      "offer",   "bridge",
+    "header_timeout", "idle_timeout", "body_timeout", "guard",   "health",
+    "balance",        "health_path",  "auth",         NULL};
 
 static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL};
 
@@ -1179,6 +1319,25 @@ load_globals(struct loader *ld, const config_setting_t *root, struct conf *c)
         else
             return report(ld, s, NULL, "unknown policy '%s' (expected strict or normalize)", v);
     }
+    return 0;
+}
+
+/* edge = { keytab = "..."; principal = "HTTP/proxy.example@REALM"; } */
+static int
+load_edge(struct loader *ld, const config_setting_t *root, struct conf *c)
+{
+    const config_setting_t *g = config_setting_get_member(root, "edge"), *s;
+
+    if (g == NULL)
+        return 0;
+    c->edge_line = (int)config_setting_source_line(g);
+    if (expect(ld, g, CONFIG_TYPE_GROUP, "a group { keytab = ...; principal = ...; }") < 0 ||
+        check_keys(ld, g, edge_keys, route_edge_keys, "a route's edge = { ... }") < 0)
+        return -1;
+    if ((s = require(ld, g, "keytab")) == NULL || setting_file(ld, s, true, &c->edge_keytab) < 0)
+        return -1;
+    if ((s = require(ld, g, "principal")) == NULL || setting_strdup(ld, s, &c->edge_principal) < 0)
+        return -1;
     return 0;
 }
 
@@ -1270,6 +1429,10 @@ cross_check(struct loader *ld, const config_setting_t *ls, const config_setting_
         if (r->health_path != NULL && !c->backends[b].checked)
             return report(ld, member_of(rs, i, "health_path"), NULL,
                           "backend '%s' has no health group to check it with", c->backends[b].name);
+        if (r->auth == CONF_AUTH_EDGE && c->edge_keytab == NULL)
+            return report(ld, member_of(rs, i, "auth"), NULL,
+                          "auth = \"edge\" needs the global edge = { keytab = \"...\"; "
+                          "principal = \"HTTP/proxy.host@REALM\"; }");
     }
     return 0;
 }
@@ -1281,7 +1444,7 @@ load_tree(struct loader *ld, const config_setting_t *root, struct conf *c)
     size_t n;
 
     if (check_keys(ld, root, top_keys, nested_keys, "a listener, backend or route") < 0 ||
-        load_globals(ld, root, c) < 0)
+        load_globals(ld, root, c) < 0 || load_edge(ld, root, c) < 0)
         return -1;
 
     if (top_list(ld, root, "listeners", "listener", &ls, &n) < 0)
@@ -1527,9 +1690,15 @@ conf_free(struct conf *c)
         free(c->routes[i].path);
         free(c->routes[i].backend_name);
         free(c->routes[i].health_path);
+        free(c->routes[i].edge.basic_realm);
+        free(c->routes[i].edge.backend_spn);
+        free(c->routes[i].edge.realm);
+        free(c->routes[i].edge.ntlm_domain);
     }
     free(c->routes);
     free(c->log_file);
+    free(c->edge_keytab);
+    free(c->edge_principal);
     free(c->file);
     free(c);
 }

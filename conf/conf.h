@@ -34,6 +34,34 @@ enum conf_bridge {
     CONF_BRIDGE_NEGOTIATE_TO_NTLM, /* client speaks Negotiate, backend offers NTLM only (F3) */
 };
 
+/* Route authentication mode. */
+enum conf_auth_mode {
+    CONF_AUTH_PASS_THROUGH = 0, /* the backend authenticates; exshim rewrites offers (default) */
+    CONF_AUTH_EDGE,             /* exshim authenticates the user and reaches the backend as them */
+};
+
+/* Edge routes: how the backend is reached as the user (see auth/edge.h). */
+enum conf_edge_delegation {
+    CONF_EDGE_CONSTRAINED = 0, /* S4U2Proxy; Basic users through S4U2Self first (default) */
+    CONF_EDGE_PASSWORD,        /* Basic users' own password toward the backend */
+};
+enum conf_edge_password_mech {
+    CONF_EDGE_PW_KERBEROS = 0, /* a TGT from the password (default) */
+    CONF_EDGE_PW_NTLM,         /* NTLM computed from the password (NTLM-only backends) */
+};
+
+/* A route's edge = { ... } group (auth = "edge" only). */
+struct conf_route_edge {
+    bool offer_negotiate; /* default true */
+    bool offer_basic;     /* default true; offered on TLS connections only */
+    char *basic_realm;    /* NULL: "exshim" */
+    enum conf_edge_delegation delegation;
+    enum conf_edge_password_mech password_mech;
+    char *backend_spn; /* "HTTP@backend.example" (required) */
+    char *realm;       /* Kerberos realm for Basic names without one; NULL: default realm */
+    char *ntlm_domain; /* password-NTLM: domain for bare user names */
+};
+
 enum conf_log_level { CONF_LOG_ERROR = 0, CONF_LOG_WARN, CONF_LOG_INFO, CONF_LOG_DEBUG };
 
 /* One certificate: a PEM chain file (leaf first, then intermediates) and its key. */
@@ -120,6 +148,8 @@ struct conf_route {
     /* The health page of this route's protocol on its backend (which must have a health
      * group); NULL: the backend's own health path decides. */
     char *health_path;
+    enum conf_auth_mode auth;
+    struct conf_route_edge edge; /* auth == CONF_AUTH_EDGE only */
     int line;
 };
 
@@ -148,6 +178,11 @@ struct conf {
      * generations may be alive at once (1..64, default 4; a reload past it stops the oldest). */
     unsigned drain_timeout_ms;
     size_t max_generations;
+    /* edge = { keytab; principal; }: the proxy's own Kerberos identity, needed by every
+     * auth = "edge" route. NULL when the group is absent. */
+    char *edge_keytab;
+    char *edge_principal;
+    int edge_line;
     struct conf_listener *listeners;
     size_t nlisteners;
     struct conf_backend *backends;

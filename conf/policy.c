@@ -62,7 +62,22 @@ print_route(const struct conf *c, const struct conf_route *r, FILE *out)
     if (b->tls && b->sni != NULL)
         fprintf(out, " sni %s", b->sni);
     fprintf(out, "\n  offer ");
-    if (!r->offer_set) {
+    if (r->auth == CONF_AUTH_EDGE) {
+        const struct conf_route_edge *e = &r->edge;
+        fprintf(out, "%s%s%s (at the edge)\n", e->offer_negotiate ? "Negotiate" : "",
+                e->offer_negotiate && e->offer_basic ? ", " : "",
+                e->offer_basic ? "Basic (TLS only)" : "");
+        fprintf(out, "  auth edge: delegation %s to %s",
+                e->delegation == CONF_EDGE_CONSTRAINED  ? "constrained"
+                : e->password_mech == CONF_EDGE_PW_NTLM ? "password (NTLM)"
+                                                        : "password (Kerberos)",
+                e->backend_spn);
+        if (e->realm != NULL)
+            fprintf(out, ", realm %s", e->realm);
+        if (e->ntlm_domain != NULL)
+            fprintf(out, ", ntlm domain %s", e->ntlm_domain);
+        fprintf(out, ", as %s", c->edge_principal);
+    } else if (!r->offer_set) {
         fprintf(out, "pass-through");
     } else if (r->noffer == 0) {
         fprintf(out, "none");

@@ -14,7 +14,8 @@
  *
  *   route PATH (FILE:LINE)
  *     backend NAME: plain|tls [verify|no-verify] servers HOST:PORT, ... [sni NAME]
- *     offer SCHEME, ... | pass-through | none
+ *     offer SCHEME, ... | pass-through | none   (edge routes: the edge's offer, then
+ *     auth edge: delegation ... to SPN ...      the edge's delegation line)
  *     bridge none|ntlm-to-negotiate|negotiate-to-ntlm
  *     timeouts header D, idle D, body D, connect D
  *     health PATH every D, timeout D, rise N, fall N, expect N | health passive (...);

@@ -14,6 +14,7 @@ xlog_begin(struct xlog *x, const struct timeval *now, size_t head_len)
     x->start = *now;
     x->status = 0;
     x->scheme = NULL;
+    x->user[0] = '\0';
     x->bytes_in = head_len;
     x->bytes_out = 0;
     snprintf(x->method, sizeof(x->method), "-");
@@ -32,6 +33,17 @@ xlog_target(struct xlog *x, struct h1_slice method, struct h1_slice path, struct
 }
 
 void
+xlog_user(struct xlog *x, const char *user)
+{
+    size_t i = 0;
+    for (; user != NULL && user[i] != '\0' && i + 1 < sizeof(x->user); i++) {
+        unsigned char c = (unsigned char)user[i];
+        x->user[i] = c < ' ' || c == 0x7f || c == '"' ? '?' : (char)c;
+    }
+    x->user[i] = '\0';
+}
+
+void
 xlog_write(struct xlog *x, bool enabled, uint64_t sid, const char *peer,
            const struct conf_backend *be, const struct conf_server *sv, const struct timeval *now)
 {
@@ -43,8 +55,9 @@ xlog_write(struct xlog *x, bool enabled, uint64_t sid, const char *peer,
     struct timeval d;
     timersub(now, &x->start, &d);
     log_info("access sid=%" PRIu64 " client=%s method=%s path=%s status=%d in=%" PRIu64
-             " out=%" PRIu64 " ms=%ld backend=%s%s%s%s%s auth=%s",
+             " out=%" PRIu64 " ms=%ld backend=%s%s%s%s%s auth=%s%s%s%s",
              sid, peer, x->method, x->path, x->status, x->bytes_in, x->bytes_out,
              (long)(d.tv_sec * 1000 + d.tv_usec / 1000), be ? be->name : "-", sv ? "/" : "",
-             sv ? sv->host : "", sv ? ":" : "", sv ? sv->port : "", x->scheme ? x->scheme : "-");
+             sv ? sv->host : "", sv ? ":" : "", sv ? sv->port : "", x->scheme ? x->scheme : "-",
+             x->user[0] ? " user=\"" : "", x->user, x->user[0] ? "\"" : "");
 }

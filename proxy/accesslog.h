@@ -16,6 +16,7 @@ struct xlog {
     char method[32];
     char path[192];     /* normalised path and raw query */
     const char *scheme; /* static: the client's auth scheme, or NULL */
+    char user[128];     /* edge routes: the authenticated user, "" when none */
     int status;
     uint64_t bytes_in, bytes_out;
     struct timeval start;
@@ -27,6 +28,9 @@ void xlog_begin(struct xlog *x, const struct timeval *now, size_t head_len);
 /* Copies method and path (path + '?' + query when query is not NULL). Borrows the slices. */
 void xlog_target(struct xlog *x, struct h1_slice method, struct h1_slice path,
                  struct h1_slice query);
+
+/* Records the authenticated user (quotes and control characters become '?'). Borrows user. */
+void xlog_user(struct xlog *x, const char *user);
 
 /* Writes the line (when open and enabled) and closes the record. server may be NULL. */
 void xlog_write(struct xlog *x, bool enabled, uint64_t sid, const char *peer,

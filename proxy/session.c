@@ -33,6 +33,7 @@
 #include "proxy/authn.h"
 #include "proxy/climit.h"
 #include "proxy/conn.h"
+#include "proxy/edgeauth.h"
 #include "proxy/headers.h"
 #include "proxy/log.h"
 #include "proxy/relay.h"
@@ -74,6 +75,17 @@ struct session {
     size_t tries;       /* servers tried for the current connect */
     bool be_authed;     /* NTLM/Negotiate credentials went over this backend connection */
     bool req_conn_auth; /* the request being forwarded carries such credentials */
+    bool be_edge;       /* the edge authenticated this backend connection as s->edge's user */
+    bool be_cert_ok;    /* be_cert holds the backend certificate's tls-server-end-point hash */
+    unsigned char be_cert[32];
+
+    /* auth = "edge" routes (proxy/edgeauth.h) */
+    struct edgeauth *edge;        /* the user's credentials: made at the first edge request */
+    struct evbuffer *edge_head;   /* the forwarded head, kept until the response: a resend */
+    struct evbuffer *edge_resend; /* the Authorization line of the leg that follows a discard */
+    bool edge_req;                /* the exchange in progress is on an edge route */
+    bool edge_hold;               /* an NTLM NEGOTIATE leg is out: the body waits for the resend */
+    bool edge_discard;            /* swallowing the body of that leg's 401 */
 
     const struct conf_route *route; /* route of the current (or last) exchange */
     enum req_state req;
@@ -102,6 +114,9 @@ static void process_client(struct session *s);
 static void process_backend(struct session *s);
 static void backend_connected(struct session *s);
 static int backend_start(struct session *s);
+static void backend_error(struct session *s, const char *what);
+static void edge_start(struct session *s, const struct admit *a, const struct h1_header *authz,
+                       size_t head_len);
 
 /* ---- small helpers ------------------------------------------------------------------- */
 
@@ -147,6 +162,8 @@ log_access(struct session *s)
 {
     struct timeval tv;
     now(s, &tv);
+    if (s->edge_req)
+        xlog_user(&s->xlog, edgeauth_user(s->edge));
     xlog_write(&s->xlog, conf_of(s)->access_log, s->id, s->peer, s->be,
                s->be ? &s->be->servers[s->server] : NULL, &tv);
 }
@@ -230,6 +247,11 @@ session_close(struct session *s)
     if (s->timer != NULL)
         event_free(s->timer);
     authn_free(s->auth);
+    edgeauth_free(s->edge);
+    if (s->edge_head != NULL)
+        evbuffer_free(s->edge_head);
+    if (s->edge_resend != NULL)
+        evbuffer_free(s->edge_resend);
     const struct session_env *env = s->env;
     if (s->climit_held)
         climit_release(env->climit, s->peer_ip);
@@ -251,7 +273,10 @@ drop_backend(struct session *s)
     conn_free(s->backend);
     s->backend = NULL;
     s->be_authed = false;
+    s->be_edge = false;
+    s->edge_hold = s->edge_discard = false;
     authn_backend_lost(s->auth);
+    edgeauth_backend_lost(s->edge);
 }
 
 /* Flush what the client has been sent, then close, within CLOSE_FLUSH_MS. */
@@ -365,6 +390,167 @@ timer_cb(evutil_socket_t fd, short what, void *arg)
     session_close(s);
 }
 
+/* ---- edge authentication (auth = "edge" routes) -------------------------------------- */
+
+/*
+ * The backend connection is up for an edge request: edge decides the Authorization the head
+ * carries (the client's never goes), then the head goes out. An NTLM NEGOTIATE leg goes with
+ * Content-Length: 0 and the client's body stays unread until edge_resend.
+ */
+static void
+edge_send(struct session *s)
+{
+    struct evbuffer *authline = evbuffer_new(), *out = conn_output(s->backend);
+    int status = 0;
+    const char *why = NULL;
+
+    if (authline == NULL) {
+        session_close(s);
+        return;
+    }
+    enum edgeauth_verdict v = edgeauth_backend_request(
+        s->edge, s->route, s->be_cert_ok ? s->be_cert : NULL, authline, &status, &why);
+    if (v != EDGEAUTH_FORWARD && v != EDGEAUTH_FORWARD_NEGOTIATE) {
+        evbuffer_free(authline);
+        log_warnx("sid=%" PRIu64 " client %s: edge: cannot reach backend %s as %s: %s", s->id,
+                  s->peer, s->be->name, edgeauth_user(s->edge), why);
+        drop_backend(s);
+        local_error(s, status, "exshim: %s", why);
+        return;
+    }
+    s->edge_hold = v == EDGEAUTH_FORWARD_NEGOTIATE;
+    if (edgeauth_head_prefix(s->edge_head, s->edge_hold, out) != 0 ||
+        evbuffer_add_buffer(out, authline) != 0 || evbuffer_add(out, "\r\n", 2) != 0) {
+        evbuffer_free(authline);
+        session_close(s);
+        return;
+    }
+    evbuffer_free(authline);
+    s->be_edge = true;
+    s->resp = RESP_HEAD;
+}
+
+/* The backend's 401 to the NEGOTIATE leg is swallowed: the request goes again, now with the
+ * AUTHENTICATE and its body, on the same connection. */
+static void
+edge_resend(struct session *s)
+{
+    struct evbuffer *out = conn_output(s->backend);
+
+    s->edge_discard = false;
+    s->edge_hold = false;
+    if (edgeauth_head_prefix(s->edge_head, false, out) != 0 ||
+        evbuffer_add_buffer(out, s->edge_resend) != 0 || evbuffer_add(out, "\r\n", 2) != 0) {
+        session_close(s);
+        return;
+    }
+    s->resp = RESP_HEAD;
+    s->xlog.status = 0;
+    if (s->req == REQ_BODY && !s->paused_client)
+        conn_read(s->client, true);
+    process_client(s);
+}
+
+/* Drops the body of the swallowed 401 as it arrives; then the resend. */
+static void
+edge_discard_body(struct session *s)
+{
+    struct evbuffer *sink = evbuffer_new();
+    size_t no_prefix = 0;
+    uint64_t dropped = 0;
+    const char *why = NULL;
+
+    if (sink == NULL) {
+        session_close(s);
+        return;
+    }
+    enum relay_result r = relay_move(conn_input(s->backend), sink, &s->resp_body, SIZE_MAX / 2,
+                                     &no_prefix, &dropped, &why);
+    evbuffer_free(sink);
+    if (r == RELAY_DONE) {
+        edge_resend(s);
+    } else if (r == RELAY_BAD) {
+        drop_backend(s);
+        backend_error(s, "sent a broken 401 body in the NTLM handshake");
+    }
+}
+
+/*
+ * A request head on an edge route: the edge answers it (401 with its own offers, 400, 403,
+ * 503) or lets it through; then the head, without the client's Authorization, waits for the
+ * pinned backend connection (a fresh one when the edge says so) and edge_send.
+ */
+static void
+edge_start(struct session *s, const struct admit *a, const struct h1_header *authz, size_t head_len)
+{
+    struct evbuffer *in = conn_input(s->client);
+    struct evbuffer *www = evbuffer_new(), *head = evbuffer_new(), *noauth = evbuffer_new();
+    bool fresh = false;
+    int status = 0;
+    const char *why = NULL;
+
+    if (www == NULL || head == NULL || noauth == NULL)
+        goto oom;
+    if (s->edge == NULL && (s->edge = edgeauth_new(s->id)) == NULL)
+        goto oom;
+    if (edgeauth_request(s->edge, conf_of(s), a->route, authz, s->tls, www, &fresh, &status, &why,
+                         &s->xlog.scheme) != EDGEAUTH_PROCEED) {
+        if (status == 401) {
+            local_response(s, 401, "Unauthorized", "exshim: authentication required\n", www,
+                           a->h.body == H1_BODY_NONE);
+            if (!s->closed && s->resp != RESP_CLOSING)
+                evbuffer_drain(in, head_len);
+        } else {
+            log_info("sid=%" PRIu64 " client %s: edge answered %d: %s", s->id, s->peer, status,
+                     why);
+            local_error(s, status, "exshim: %s", why);
+        }
+        goto done;
+    }
+    /* A pinned connection is reused only when the edge authenticated it for this user. */
+    const struct conf_backend *be = &conf_of(s)->backends[a->route->backend];
+    if (s->backend != NULL && (fresh || !s->be_edge || s->be != be || !conn_connected(s->backend)))
+        drop_backend(s);
+    else if (fresh)
+        edgeauth_backend_lost(s->edge);
+
+    struct headers_client hc = {.ip = s->peer_ip, .tls = s->tls};
+    headers_request(&a->h, &a->t, authz, noauth, &hc, head);
+    if (s->edge_head == NULL && (s->edge_head = evbuffer_new()) == NULL)
+        goto oom;
+    evbuffer_drain(s->edge_head, evbuffer_get_length(s->edge_head));
+    evbuffer_add_buffer(s->edge_head, head);
+    s->req_conn_auth = false;
+    s->req_body = a->body;
+    evbuffer_drain(in, head_len);
+    s->req = s->req_body.done ? REQ_DONE : REQ_BODY;
+    arm_timer(s, a->route->body_timeout_ms);
+    if (s->backend != NULL) {
+        edge_send(s);
+        goto done;
+    }
+    s->be = be;
+    s->be_index = a->route->backend;
+    s->tries = 1; /* backend_start chooses the server */
+    if (s->pending != NULL)
+        evbuffer_free(s->pending);
+    s->pending = NULL;
+    s->resp = RESP_CONNECTING;
+    conn_read(s->client, false);
+    backend_start(s);
+done:
+    if (www != NULL)
+        evbuffer_free(www);
+    if (head != NULL)
+        evbuffer_free(head);
+    if (noauth != NULL)
+        evbuffer_free(noauth);
+    return;
+oom:
+    session_close(s);
+    goto done;
+}
+
 /* ---- request side -------------------------------------------------------------------- */
 
 /*
@@ -381,6 +567,7 @@ start_request(struct session *s, size_t head_len)
 
     now(s, &tv);
     xlog_begin(&s->xlog, &tv, head_len);
+    s->edge_req = false;
     if (admit_request(conf_of(s), in, head_len, &a) != 0) {
         session_close(s);
         return;
@@ -415,6 +602,11 @@ start_request(struct session *s, size_t head_len)
         refuse_request(s, 400, "several Authorization headers");
         return;
     }
+    if (a.route->auth == CONF_AUTH_EDGE) {
+        s->edge_req = true;
+        edge_start(s, &a, authz, head_len);
+        return;
+    }
     struct evbuffer *authline = evbuffer_new(), *local = evbuffer_new(), *head = evbuffer_new();
     if (authline == NULL || local == NULL || head == NULL)
         goto oom;
@@ -444,7 +636,8 @@ start_request(struct session *s, size_t head_len)
 
     /* A pinned connection to another pool cannot be reused: the new pool gets its own. */
     const struct conf_backend *be = &conf_of(s)->backends[a.route->backend];
-    if (s->backend != NULL && (s->be != be || !conn_connected(s->backend)))
+    /* ... nor one the edge authenticated as its user (an earlier edge route's request). */
+    if (s->backend != NULL && (s->be != be || !conn_connected(s->backend) || s->be_edge))
         drop_backend(s);
     if (s->backend != NULL) {
         evbuffer_add_buffer(conn_output(s->backend), head);
@@ -568,7 +761,7 @@ process_client(struct session *s)
             continue;
         }
         if (s->req != REQ_BODY || s->resp == RESP_CONNECTING || s->backend == NULL ||
-            s->paused_client)
+            s->paused_client || s->edge_hold)
             return;
         relay_request_body(s);
         if (s->closed || s->req != REQ_DONE || s->resp != RESP_NONE)
@@ -610,6 +803,10 @@ relay_response_body(struct session *s, size_t hw)
 {
     struct evbuffer *in = conn_input(s->backend);
     const char *why = NULL;
+    if (s->edge_discard) {
+        edge_discard_body(s);
+        return;
+    }
     switch (relay_move(in, conn_output(s->client), &s->resp_body, hw, &s->resp_prefix,
                        &s->xlog.bytes_out, &why)) {
     case RELAY_DONE:
@@ -642,6 +839,47 @@ backend_error(struct session *s, const char *what)
 {
     log_warnx("sid=%" PRIu64 " backend %s: %s", s->id, s->be->name, what);
     local_error(s, 502, "exshim: backend %s %s", s->be->name, what);
+}
+
+enum edge_resp_step {
+    EDGE_STEP_PASS,   /* deliver the head, with www */
+    EDGE_STEP_RESEND, /* swallow it: the caller drains the head; the body is discarded next */
+    EDGE_STEP_DONE,   /* answered locally */
+};
+
+/* A final response head to an edge request (h: its parse, views into the backend's input). */
+static enum edge_resp_step
+edge_response_head(struct session *s, const struct h1_head *h, struct evbuffer *www)
+{
+    int status = 500;
+    const char *why = "out of memory";
+    enum edgeauth_verdict v = EDGEAUTH_LOCAL;
+
+    if (s->edge_resend == NULL)
+        s->edge_resend = evbuffer_new();
+    if (s->edge_resend != NULL) {
+        evbuffer_drain(s->edge_resend, evbuffer_get_length(s->edge_resend));
+        v = edgeauth_response(s->edge, h, www, s->edge_resend, &status, &why);
+    }
+    if (v == EDGEAUTH_RESEND && (!h->keep_alive || s->resp_body.kind == H1_BODY_EOF)) {
+        v = EDGEAUTH_LOCAL;
+        status = 502;
+        why = "the backend closed the connection inside the NTLM handshake";
+    }
+    if (v == EDGEAUTH_PASS)
+        return EDGE_STEP_PASS;
+    if (v == EDGEAUTH_RESEND) {
+        s->xlog.status = 0;
+        s->resp_prefix = 0;
+        s->resp = RESP_BODY;
+        s->edge_discard = true;
+        return EDGE_STEP_RESEND;
+    }
+    log_warnx("sid=%" PRIu64 " client %s: edge: backend %s answered %d for %s: %s", s->id, s->peer,
+              s->be->name, h->status, edgeauth_user(s->edge), why);
+    drop_backend(s);
+    local_error(s, status, "exshim: %s", why);
+    return EDGE_STEP_DONE;
 }
 
 /* Takes the response head at the front of the backend's input, if it is complete. Returns
@@ -701,8 +939,22 @@ take_response_head(struct session *s)
         session_close(s);
         return false;
     }
-    bool has_www = h1_find(&h, "WWW-Authenticate") != NULL;
-    bool set = (has_www || h.status >= 200) && authn_response(s->auth, s->route, &h, www);
+    bool set = false;
+    if (s->edge_req) {
+        /* The client sees the edge's WWW-Authenticate lines only, never the backend's. */
+        enum edge_resp_step st = h.status >= 200 ? edge_response_head(s, &h, www) : EDGE_STEP_PASS;
+        if (st != EDGE_STEP_PASS) {
+            evbuffer_free(www);
+            evbuffer_free(hb);
+            if (st == EDGE_STEP_RESEND)
+                evbuffer_drain(in, head_len);
+            return st == EDGE_STEP_RESEND;
+        }
+        set = true;
+    } else {
+        bool has_www = h1_find(&h, "WWW-Authenticate") != NULL;
+        set = (has_www || h.status >= 200) && authn_response(s->auth, s->route, &h, www);
+    }
     headers_response(&h, set ? www : NULL, s->close_after, s->client_minor, hb);
     evbuffer_free(www);
     size_t nh = evbuffer_get_length(hb);
@@ -776,10 +1028,21 @@ backend_connected(struct session *s)
     upstream_tune(s->be, conn_fd(s->backend));
     s->tries = 0;
     unsigned char h[32];
-    if (conn_is_tls(s->backend) && conn_peer_cert_hash(s->backend, h) == 0)
+    s->be_cert_ok = false;
+    if (conn_is_tls(s->backend) && conn_peer_cert_hash(s->backend, h) == 0) {
         authn_set_backend_cert(s->auth, h);
+        memcpy(s->be_cert, h, sizeof(s->be_cert));
+        s->be_cert_ok = true;
+    }
     conn_read(s->backend, true);
-    if (s->resp == RESP_CONNECTING) {
+    if (s->resp == RESP_CONNECTING && s->edge_req) {
+        edge_send(s);
+        if (s->closed || s->resp != RESP_HEAD)
+            return;
+        if (s->req == REQ_BODY && !s->edge_hold)
+            conn_read(s->client, true);
+        process_client(s);
+    } else if (s->resp == RESP_CONNECTING) {
         evbuffer_add_buffer(conn_output(s->backend), s->pending);
         s->be_authed |= s->req_conn_auth;
         s->resp = RESP_HEAD;

@@ -98,6 +98,7 @@ load_text(const char *text, struct conf **conf_out, char *err, size_t errlen)
 #define L_ "listeners = ( { name = \"l\"; address = \"127.0.0.1:0\"; } );\n"
 #define B_ "backends = ( { name = \"b\"; servers = [ \"127.0.0.1:8081\" ]; } );\n"
 #define R_ "routes = ( { path = \"default\"; backend = \"b\"; } );\n"
+#define E_ "edge = { keytab = \"mail.key\"; principal = \"HTTP/proxy.t@T\"; };\n"
 
 /* ---- a full, valid configuration --------------------------------------------------- */
 
@@ -464,6 +465,57 @@ test_include(void **state)
     assert_string_equal(err, want);
 }
 
+/* ---- edge authentication -------------------------------------------------------------- */
+
+static void
+test_edge(void **state)
+{
+    (void)state;
+    struct conf *c = NULL;
+    char err[512] = "";
+
+    if (load_text(E_ L_ B_
+                  "routes = (\n"
+                  "  { path = \"/mapi\"; backend = \"b\"; auth = \"edge\";\n"
+                  "    edge = { backend_spn = \"HTTP@ex.t\"; }; },\n"
+                  "  { path = \"/rpc\"; backend = \"b\"; auth = \"Edge\";\n"
+                  "    edge = { backend_spn = \"HTTP/ex.t\"; offer = [ \"basic\" ];\n"
+                  "             basic_realm = \"Mail\"; delegation = \"password\";\n"
+                  "             password_mech = \"NTLM\"; realm = \"T\"; ntlm_domain = \"D\"; "
+                  "}; },\n"
+                  "  { path = \"default\"; backend = \"b\"; auth = \"pass-through\"; } );\n",
+                  &c, err, sizeof(err)) != 0)
+        fail_msg("%s", err);
+    assert_string_equal(c->edge_keytab, in_tmp("mail.key"));
+    assert_string_equal(c->edge_principal, "HTTP/proxy.t@T");
+    const struct conf_route *r = &c->routes[0];
+    assert_int_equal(r->auth, CONF_AUTH_EDGE);
+    assert_true(r->edge.offer_negotiate && r->edge.offer_basic);
+    assert_int_equal(r->edge.delegation, CONF_EDGE_CONSTRAINED);
+    assert_int_equal(r->edge.password_mech, CONF_EDGE_PW_KERBEROS);
+    assert_string_equal(r->edge.backend_spn, "HTTP@ex.t");
+    assert_null(r->edge.basic_realm);
+    assert_null(r->edge.realm);
+    r = &c->routes[1];
+    assert_int_equal(r->auth, CONF_AUTH_EDGE);
+    assert_true(!r->edge.offer_negotiate && r->edge.offer_basic);
+    assert_int_equal(r->edge.delegation, CONF_EDGE_PASSWORD);
+    assert_int_equal(r->edge.password_mech, CONF_EDGE_PW_NTLM);
+    assert_string_equal(r->edge.basic_realm, "Mail");
+    assert_string_equal(r->edge.realm, "T");
+    assert_string_equal(r->edge.ntlm_domain, "D");
+    assert_int_equal(c->routes[2].auth, CONF_AUTH_PASS_THROUGH);
+    conf_free(c);
+    c = NULL;
+
+    /* without auth the route is pass-through and there need be no global edge */
+    if (load_text(L_ B_ R_, &c, err, sizeof(err)) != 0)
+        fail_msg("%s", err);
+    assert_int_equal(c->routes[0].auth, CONF_AUTH_PASS_THROUGH);
+    assert_null(c->edge_keytab);
+    conf_free(c);
+}
+
 /* ---- errors --------------------------------------------------------------------------- */
 
 struct err_case {
@@ -788,6 +840,71 @@ static const struct err_case err_cases[] = {
      L_ "backends = (\n  { name = \"b\"; servers = [ \"h:1\" ]; },\n"
         "  { name = \"b\"; servers = [ \"h:2\" ]; } );\n" R_,
      4, "backends.[1].name", "duplicate backend name 'b' (first at line 3)"},
+
+    /* edge authentication */
+    {"edge route without global edge",
+     L_ B_ "routes = ( { path = \"/x\"; backend = \"b\";\n  auth = \"edge\";\n"
+           "  edge = { backend_spn = \"HTTP@b\"; }; } );\n",
+     4, "routes.[0].auth",
+     "auth = \"edge\" needs the global edge = { keytab = \"...\"; principal = "
+     "\"HTTP/proxy.host@REALM\"; }"},
+    {"edge auth mode unknown",
+     L_ B_ "routes = ( { path = \"/x\"; backend = \"b\";\n  auth = \"kerberos\"; } );\n", 4,
+     "routes.[0].auth", "unknown mode 'kerberos' (expected edge or pass-through)"},
+    {"edge group without auth edge",
+     L_ B_ "routes = ( { path = \"/x\"; backend = \"b\";\n  edge = { }; } );\n", 4,
+     "routes.[0].edge", "an edge group needs auth = \"edge\" on the route"},
+    {"edge route without edge group",
+     E_ L_ B_ "routes = ( { path = \"/x\";\n backend = \"b\"; auth = \"edge\"; } );\n", 4,
+     "routes.[0].edge", "auth = \"edge\" needs edge = { backend_spn = \"HTTP@backend.host\"; }"},
+    {"edge offers NTLM",
+     E_ L_ B_
+     "routes = ( { path = \"/x\"; backend = \"b\"; auth = \"edge\";\n"
+     "  edge = { backend_spn = \"HTTP@b\";\n    offer = [ \"Negotiate\", \"NTLM\" ]; }; } );\n",
+     6, "routes.[0].edge.offer.[1]", "NTLM is not accepted at the edge*"},
+    {"edge route with offer",
+     E_ L_ B_ "routes = ( { path = \"/x\"; backend = \"b\"; auth = \"edge\";\n"
+              "  offer = [ \"Negotiate\" ]; edge = { backend_spn = \"HTTP@b\"; }; } );\n",
+     5, "routes.[0].offer",
+     "with auth = \"edge\" the offer goes inside edge = { offer = [ ... ]; }"},
+    {"edge delegation unknown",
+     E_ L_ B_ "routes = ( { path = \"/x\"; backend = \"b\"; auth = \"edge\";\n"
+              "  edge = { backend_spn = \"HTTP@b\";\n    delegation = \"unconstrained\"; }; } );\n",
+     6, "routes.[0].edge.delegation",
+     "unknown value 'unconstrained' (expected constrained or password)"},
+    {"edge password_mech without password",
+     E_ L_ B_ "routes = ( { path = \"/x\"; backend = \"b\"; auth = \"edge\";\n"
+              "  edge = { backend_spn = \"HTTP@b\";\n    password_mech = \"ntlm\"; }; } );\n",
+     6, "routes.[0].edge.password_mech", "password_mech applies to delegation = \"password\" only"},
+    {"edge password without Basic",
+     E_ L_ B_ "routes = ( { path = \"/x\"; backend = \"b\"; auth = \"edge\";\n"
+              "  edge = { backend_spn = \"HTTP@b\"; offer = [ \"Negotiate\" ];\n"
+              "    delegation = \"password\"; }; } );\n",
+     6, "routes.[0].edge.delegation",
+     "delegation = \"password\" needs the user's password: offer Basic"},
+    {"edge backend_spn missing",
+     E_ L_ B_ "routes = ( { path = \"/x\"; backend = \"b\"; auth = \"edge\";\n"
+              "  edge = { realm = \"R\"; }; } );\n",
+     5, "routes.[0].edge.backend_spn", "required key is missing"},
+    {"edge backend_spn not a service",
+     E_ L_ B_ "routes = ( { path = \"/x\"; backend = \"b\"; auth = \"edge\";\n"
+              "  edge = { backend_spn = \"backend\"; }; } );\n",
+     5, "routes.[0].edge.backend_spn",
+     "'backend': expected a host-based service name, e.g. \"HTTP@backend.host\""},
+    {"edge route key unknown",
+     E_ L_ B_ "routes = ( { path = \"/x\"; backend = \"b\"; auth = \"edge\";\n"
+              "  edge = { backend_spn = \"HTTP@b\";\n    delegaton = \"password\"; }; } );\n",
+     6, "routes.[0].edge.delegaton", "unknown key 'delegaton' (did you mean 'delegation'?)"},
+    {"global edge principal missing", "edge = { keytab = \"mail.key\"; };\n" L_ B_ R_, 1,
+     "edge.principal", "required key is missing"},
+    {"global edge keytab unreadable",
+     "edge = { keytab = \"nope.keytab\"; principal = \"HTTP/p@R\"; };\n" L_ B_ R_, 1, "edge.keytab",
+     "cannot read '*"},
+    {"global edge with a route key",
+     "edge = { keytab = \"mail.key\"; principal = \"HTTP/p@R\";\n  backend_spn = \"x\"; };\n" L_ B_
+         R_,
+     2, "edge.backend_spn",
+     "unknown key 'backend_spn' here (it belongs inside a route's edge = { ... })"},
 };
 
 static void
@@ -1306,6 +1423,7 @@ main(void)
         cmocka_unit_test(test_include),
         cmocka_unit_test(test_error_base_is_valid),
         cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_edge),
         cmocka_unit_test(test_missing_file),
         cmocka_unit_test(test_bad_files),
         cmocka_unit_test(test_small_err_buffer),
