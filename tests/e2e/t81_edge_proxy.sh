@@ -23,7 +23,7 @@
 . "$E2E_DIR/realm.sh"
 . "$E2E_DIR/realm_ldap.sh"
 need curl openssl kinit
-HANDSHAKES=${EDGE_HANDSHAKES:-220} # (e): connections, half alice's, half bob's
+HANDSHAKES=${EDGE_HANDSHAKES:-1000} # (e): connections, half alice's, half bob's
 
 realm_ldap_start LAB.TEST lab.test
 realm_users_file "$T/users"
