@@ -15,9 +15,10 @@ command -v promtool >/dev/null || skip "promtool not installed (Debian package p
 
 cat >"$T/lab.conf" <<'EOC'
 name = "metrics";
-description = "anonymous ews, Negotiate-only mapi";
+description = "anonymous ews and rpc, Negotiate-only mapi";
 vdirs = (
   { path = "/ews"; handler = "ews"; auth = []; },
+  { path = "/rpc"; handler = "rpc"; auth = []; },
   { path = "/mapi/emsmdb"; handler = "mapi-emsmdb"; auth = ["Negotiate"]; }
 );
 EOC
@@ -48,7 +49,8 @@ backends = (
 routes = (
   { path = "/ews"; backend = "lab"; },
   { path = "/mapi"; backend = "lab"; offer = [ "NTLM" ]; bridge = "ntlm-to-negotiate"; },
-  { path = "/down"; backend = "dead"; }
+  { path = "/down"; backend = "dead"; },
+  { path = "/rpc"; backend = "lab"; }
 );
 $1
 EOC
@@ -146,9 +148,28 @@ expect 'exshim_request_bytes_total{route="/ews",direction="in"}' "$IN"
 expect 'exshim_request_bytes_total{route="/ews",direction="out"}' "$OUT"
 log "first scrape: 7 /ews 2xx, 3 unrouted 404, 1 502, 2 bridged NTLM logons, 7+1 TLS; bytes in=$IN out=$OUT"
 
+# ---- an RPC over HTTP virtual connection held open across a reload ---------------------------
+bg rpch "$PY" -u "$LABPY/rpch.py" --port "$PLAIN_PORT" --auth none --pdus 1 --hold 4
+RPCH_PID=$LAST_PID
+settle 'exshim_channels{kind="rpc_out"}' 1
+expect 'exshim_channels{kind="rpc_in"}' 1
+expect 'exshim_client_connections{listener="plain"}' 2
+
 # ---- reload: a second generation; the first one's counts stay in the sums -----------------
 kill -HUP "$EXSHIM_PID"
 wait_log "$T/exshim.log" 'generation 2 serving' 15 || fail "reload did not finish"
+# generation 1 drains: its channels and connections are still counted, beside generation 2
+scrape
+expect 'exshim_generations' 2
+# generation 2's two workers and the one of generation 1 that holds the channels (its idle
+# sibling may already have exited)
+w=$(value exshim_workers)
+[ "$w" = 3 ] || [ "$w" = 4 ] || fail "exshim_workers during the drain: $w, want 3 or 4"
+expect 'exshim_channels{kind="rpc_in"}' 1
+expect 'exshim_channels{kind="rpc_out"}' 1
+expect 'exshim_client_connections{listener="plain"}' 2
+timeout 20 tail --pid="$RPCH_PID" -f /dev/null 2>/dev/null
+wait "$RPCH_PID" || fail "the RPC over HTTP client failed: $(tail -n 5 "$T/rpch.log")"
 wait_log "$T/exshim.log" 'generation 1: all workers ended' 15 || fail "generation 1 did not end"
 c=$(curl -s -o /dev/null -w '%{http_code}' --max-time 10 "${XR[@]}" \
     "https://mail.contoso.test:$TLS_PORT/ews/exchange.asmx")
@@ -156,6 +177,12 @@ c=$(curl -s -o /dev/null -w '%{http_code}' --max-time 10 "${XR[@]}" \
 settle 'exshim_client_connections{listener="tls"}' 0
 expect 'exshim_reloads_total{result="ok"}' 1
 expect 'exshim_generations' 1
+expect 'exshim_workers' 2
+expect 'exshim_channels{kind="rpc_in"}' 0
+expect 'exshim_channels{kind="rpc_out"}' 0
+# RPC_OUT_DATA got its 200; RPC_IN_DATA never gets a response (status=0 in the access log)
+expect 'exshim_requests_total{route="/rpc",code_class="2xx"}' 1
+expect 'exshim_requests_total{route="/rpc",code_class="none"}' 1
 expect 'exshim_requests_total{route="/ews",code_class="2xx"}' 8
 expect 'exshim_requests_total{route="none",code_class="4xx"}' 3
 expect 'exshim_auth_handshakes_total{route="/mapi",scheme="NTLM",outcome="bridged_ntlm_to_negotiate"}' 2
