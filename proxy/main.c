@@ -531,7 +531,7 @@ spawn_worker(struct master *m, struct generation *g, int index, int ready_wr)
     w.listener_tls = g->listener_tls;
     w.backends = g->backends;
     w.index = index;
-    metrics_attach(g->metrics);
+    metrics_attach(g->metrics, index);
     /* session ids stay unique across generations (the first one counts from 1 as before) */
     w.reg.next_id = (uint64_t)(g->id - 1) << 32;
     size_t n = 0;
@@ -842,6 +842,7 @@ reap(struct master *m)
                 continue;
             g->pids[i] = 0;
             g->alive--;
+            metrics_worker_gone(g->metrics, i);
             if (g != current_gen(m) || m->stopping) {
                 if (g->alive == 0 && g != current_gen(m))
                     drop_gen(m, gi);

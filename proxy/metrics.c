@@ -103,31 +103,35 @@ struct mroute {
 };
 
 struct mlistener {
-    int64_t clients;
     uint64_t tls_ok[NVERSION];
     uint64_t tls_fail[NREASON];
 };
 
 struct mserver {
     uint64_t connect_failures;
-    int64_t connections;
     int64_t up;           /* 1 until a health check says otherwise */
     uint64_t checks;      /* health checks reported */
     uint64_t check_nanos; /* duration of the last one */
 };
 
-struct mregion {
-    int64_t channels[NCHANNEL];
-    /* then: nroutes + 1 struct mroute, nlisteners struct mlistener, nservers struct mserver */
-};
+/*
+ * Gauges go up and down in pairs, so a worker that dies with connections open (a crash, the
+ * SIGKILL past drain_timeout) would leave them counted for good. Each worker slot therefore
+ * has its own gauges, which the master clears when it reaps that worker (metrics_worker_gone):
+ * per slot, nlisteners client connections, nservers backend connections, NCHANNEL channels.
+ */
+/* A region is, in order: nroutes + 1 struct mroute, nlisteners struct mlistener, nservers
+ * struct mserver, METRICS_MAX_WORKERS x gsize int64_t gauges. */
 
 /* A generation's region and the labels it needs, copied (the master's conf goes away). */
 struct metrics_gen {
-    struct mregion *region;
+    void *region;
     size_t map_len;
     struct mroute *routes;
     struct mlistener *listeners;
     struct mserver *servers;
+    int64_t *gauges; /* METRICS_MAX_WORKERS slots of gsize */
+    size_t gsize;
     size_t nroutes, nlisteners, nservers, nbackends;
     char **route_names, **listener_names, **server_backend, **server_names;
     size_t *server_base;     /* per backend: index of its first server */
@@ -198,15 +202,18 @@ metrics_gen_new(const struct conf *c)
                      sv->port);
         }
     }
-    mg->map_len = sizeof(struct mregion) + (mg->nroutes + 1) * sizeof(struct mroute) +
-                  mg->nlisteners * sizeof(struct mlistener) + mg->nservers * sizeof(struct mserver);
+    mg->gsize = mg->nlisteners + mg->nservers + NCHANNEL;
+    mg->map_len =
+        (mg->nroutes + 1) * sizeof(struct mroute) + mg->nlisteners * sizeof(struct mlistener) +
+        mg->nservers * sizeof(struct mserver) + METRICS_MAX_WORKERS * mg->gsize * sizeof(int64_t);
     void *p = mmap(NULL, mg->map_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED)
         goto cleanup;
     mg->region = p;
-    mg->routes = (struct mroute *)(mg->region + 1);
+    mg->routes = p;
     mg->listeners = (struct mlistener *)(mg->routes + mg->nroutes + 1);
     mg->servers = (struct mserver *)(mg->listeners + mg->nlisteners);
+    mg->gauges = (int64_t *)(mg->servers + mg->nservers);
     for (size_t i = 0; i < mg->nservers; i++)
         mg->servers[i].up = 1;
     ret = mg;
@@ -222,29 +229,35 @@ cleanup:
 /* ---- worker side ------------------------------------------------------------------------ */
 
 static struct metrics_gen *cur; /* this worker's region, NULL in the master */
+static int64_t *mine;           /* this worker's gauge slot in it */
 
 #define ADD(p, v) __atomic_fetch_add((p), (v), __ATOMIC_RELAXED)
 #define SUB(p, v) __atomic_fetch_sub((p), (v), __ATOMIC_RELAXED)
 #define LOAD(p) __atomic_load_n((p), __ATOMIC_RELAXED)
 
 void
-metrics_attach(struct metrics_gen *mg)
+metrics_attach(struct metrics_gen *mg, int slot)
 {
     cur = mg;
+    mine = mg != NULL && slot >= 0 && slot < METRICS_MAX_WORKERS
+               ? &mg->gauges[(size_t)slot * mg->gsize]
+               : NULL;
+    if (mine == NULL)
+        cur = NULL;
 }
 
 void
 metrics_client_open(size_t li)
 {
     if (cur != NULL && li < cur->nlisteners)
-        ADD(&cur->listeners[li].clients, 1);
+        ADD(&mine[li], 1);
 }
 
 void
 metrics_client_close(size_t li)
 {
     if (cur != NULL && li < cur->nlisteners)
-        SUB(&cur->listeners[li].clients, 1);
+        SUB(&mine[li], 1);
 }
 
 static struct mroute *
@@ -285,7 +298,7 @@ metrics_channel_open(const struct h1_head *h)
             h1_slice_eq(h->headers[i].value, "NotificationWait"))
             kind = 3;
     if (kind != 0)
-        ADD(&cur->region->channels[kind - 1], 1);
+        ADD(&mine[cur->nlisteners + cur->nservers + (size_t)kind - 1], 1);
     return kind;
 }
 
@@ -293,7 +306,7 @@ void
 metrics_channel_close(int *kind)
 {
     if (cur != NULL && *kind > 0 && *kind <= NCHANNEL)
-        SUB(&cur->region->channels[*kind - 1], 1);
+        SUB(&mine[cur->nlisteners + cur->nservers + (size_t)*kind - 1], 1);
     *kind = 0;
 }
 
@@ -453,7 +466,7 @@ int64_t *
 metrics_backend_gauge(size_t bi, size_t si)
 {
     struct mserver *s = server_slot(bi, si);
-    return s != NULL ? &s->connections : NULL;
+    return s != NULL ? &mine[cur->nlisteners + (size_t)(s - cur->servers)] : NULL;
 }
 
 void
@@ -639,6 +652,25 @@ push3(struct mlist *l, enum metrics_family f, double v, const char *k1, const ch
         l->n--; /* a label that does not fit: the series is left out rather than mislabelled */
 }
 
+/* Gauge g of a region, over every worker slot. */
+static int64_t
+gauge_sum(const struct metrics_gen *mg, size_t g)
+{
+    int64_t sum = 0;
+    for (size_t w = 0; w < METRICS_MAX_WORKERS; w++)
+        sum += LOAD(&mg->gauges[w * mg->gsize + g]);
+    return sum;
+}
+
+void
+metrics_worker_gone(struct metrics_gen *mg, int slot)
+{
+    if (mg == NULL || slot < 0 || slot >= METRICS_MAX_WORKERS)
+        return;
+    for (size_t g = 0; g < mg->gsize; g++)
+        __atomic_store_n(&mg->gauges[(size_t)slot * mg->gsize + g], 0, __ATOMIC_RELAXED);
+}
+
 /* The samples of one region. counters_only: what survives the generation (no gauges).
  * newest: this is the current generation (server health comes from it alone). */
 static void
@@ -671,7 +703,7 @@ collect_gen(const struct metrics_gen *mg, struct mlist *l, bool counters_only, b
         const struct mlistener *x = &mg->listeners[i];
         const char *name = mg->listener_names[i];
         if (!counters_only)
-            push3(l, MF_CLIENT_CONNS, (double)LOAD(&x->clients), "listener", name, NULL, NULL, NULL,
+            push3(l, MF_CLIENT_CONNS, (double)gauge_sum(mg, i), "listener", name, NULL, NULL, NULL,
                   NULL);
         for (size_t v = 0; v < NVERSION; v++)
             if (LOAD(&x->tls_ok[v]) > 0)
@@ -689,8 +721,8 @@ collect_gen(const struct metrics_gen *mg, struct mlist *l, bool counters_only, b
               sv, NULL, NULL);
         if (counters_only)
             continue;
-        push3(l, MF_BACKEND_CONNS, (double)LOAD(&s->connections), "backend", b, "server", sv, NULL,
-              NULL);
+        push3(l, MF_BACKEND_CONNS, (double)gauge_sum(mg, mg->nlisteners + i), "backend", b,
+              "server", sv, NULL, NULL);
         if (!newest)
             continue;
         push3(l, MF_SERVER_UP, (double)LOAD(&s->up), "backend", b, "server", sv, NULL, NULL);
@@ -700,8 +732,8 @@ collect_gen(const struct metrics_gen *mg, struct mlist *l, bool counters_only, b
     }
     if (!counters_only)
         for (size_t k = 0; k < NCHANNEL; k++)
-            push3(l, MF_CHANNELS, (double)LOAD(&mg->region->channels[k]), "kind", channel_kinds[k],
-                  NULL, NULL, NULL, NULL);
+            push3(l, MF_CHANNELS, (double)gauge_sum(mg, mg->nlisteners + mg->nservers + k), "kind",
+                  channel_kinds[k], NULL, NULL, NULL, NULL);
 }
 
 void

@@ -65,10 +65,18 @@ void metrics_reload_done(bool ok);
 /* How long the last successful configuration load took (conf_load, TLS contexts, backends). */
 void metrics_config_loaded(double seconds);
 
+/* Worker slots per generation (worker index 0..METRICS_MAX_WORKERS-1), as main.c's MAX_WORKERS. */
+#define METRICS_MAX_WORKERS 256
+
+/* The worker in slot (its index) of mg's generation has ended: its gauges (connections,
+ * channels) are cleared, whatever it left open. Master side; accepts NULL. */
+void metrics_worker_gone(struct metrics_gen *mg, int slot);
+
 /* ---- worker side ------------------------------------------------------------------------ */
 
-/* This process counts into mg from now on (borrowed: the mapping outlives the worker). */
-void metrics_attach(struct metrics_gen *mg);
+/* This process, the worker in slot (its index), counts into mg from now on (borrowed: the
+ * mapping outlives the worker). mg NULL: nothing is counted. */
+void metrics_attach(struct metrics_gen *mg, int slot);
 
 /* A client connection on listener li opened / closed. */
 void metrics_client_open(size_t li);

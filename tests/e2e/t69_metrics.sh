@@ -5,8 +5,10 @@
 #   server nothing listens on: 1 connect failure), 2 NTLM logons on /mapi bridged to a
 #   Negotiate-only backend, 1 TLS 1.1 ClientHello refused; bytes cross-checked with the access
 #   log; open connection gauges back at 0; /healthz.
-#   Reload: reloads_total{result="ok"} 1, counts of the first generation still in the sums
-#   (it has ended by then: its counters are kept by the master); a broken file: failed 1.
+#   An RPC over HTTP connection held across a reload: the draining generation's channels and
+#   connections are in the sums. Reload: reloads_total{result="ok"} 1, counts of the first
+#   generation still in the sums once it has ended (the master keeps its counters); a broken
+#   file: failed 1. Workers SIGKILLed with channels open: their gauges are cleared.
 . "$(dirname "$0")/lib.sh"
 . "$E2E_DIR/ops.sh"
 need curl openssl
@@ -196,6 +198,20 @@ wait_log "$T/exshim.log" 'reload failed, generation 2 keeps running' 15 || fail 
 scrape
 expect 'exshim_reloads_total{result="failed"}' 1
 expect 'exshim_reloads_total{result="ok"}' 1
+expect 'exshim_requests_total{route="/ews",code_class="2xx"}' 8
+
+# ---- workers killed with channels open: their gauges go with them ---------------------------
+bg rpch2 "$PY" -u "$LABPY/rpch.py" --port "$PLAIN_PORT" --auth none --pdus 1 --hold 30 --expect-fail
+RPCH2_PID=$LAST_PID
+settle 'exshim_channels{kind="rpc_out"}' 1
+expect 'exshim_client_connections{listener="plain"}' 2
+for p in $(pgrep -P "$EXSHIM_PID"); do kill -KILL "$p"; done
+wait_log "$T/exshim.log" 'ended unexpectedly \(signal 9\)' 10 || fail "the master saw no worker die"
+settle 'exshim_channels{kind="rpc_out"}' 0
+expect 'exshim_channels{kind="rpc_in"}' 0
+settle 'exshim_client_connections{listener="plain"}' 0
+settle 'exshim_workers' 2
+timeout 20 tail --pid="$RPCH2_PID" -f /dev/null 2>/dev/null
 expect 'exshim_requests_total{route="/ews",code_class="2xx"}' 8
 
 ops_stop
