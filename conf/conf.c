@@ -1216,25 +1216,16 @@ load_route(struct loader *ld, const config_setting_t *g, struct conf_route *r)
 
 /* ---- top level ---------------------------------------------------------------------- */
 
-static const char *const top_keys[] = {"workers",
-                                       "log_file",
-                                       "log_level",
-                                       "access_log",
-                                       "max_header_bytes",
-                                       "max_headers",
-                                       "high_water",
-                                       "grace",
-                                       "drain_timeout",
-                                       "max_generations",
-                                       "listeners",
-                                       "backends",
-                                       "routes",
-                                       "handshake_timeout",
-                                       "max_connections",
-                                       "max_connections_per_client",
-                                       "target_policy",
-                                       "edge",
-                                       NULL};
+static const char *const top_keys[] = {"workers",          "log_file",
+                                       "log_level",        "access_log",
+                                       "max_header_bytes", "max_headers",
+                                       "high_water",       "grace",
+                                       "drain_timeout",    "max_generations",
+                                       "listeners",        "backends",
+                                       "routes",           "handshake_timeout",
+                                       "max_connections",  "max_connections_per_client",
+                                       "target_policy",    "edge",
+                                       "metrics",          NULL};
 static const char *const edge_keys[] = {"keytab", "principal", NULL};
 /* Keys that only make sense inside a listener, backend or route. */
 static const char *const nested_keys[] = {
@@ -1437,6 +1428,26 @@ cross_check(struct loader *ld, const config_setting_t *ls, const config_setting_
     return 0;
 }
 
+/* metrics = { address = "HOST:PORT"; } */
+static int
+load_metrics(struct loader *ld, const config_setting_t *root, struct conf *c)
+{
+    static const char *const keys[] = {"address", NULL};
+    const config_setting_t *g = config_setting_get_member(root, "metrics"), *s;
+    const char *addr = NULL, *why = NULL;
+
+    if (g == NULL)
+        return 0;
+    if (expect(ld, g, CONFIG_TYPE_GROUP, "a group { address = \"HOST:PORT\"; }") < 0 ||
+        check_keys(ld, g, keys, NULL, NULL) < 0)
+        return -1;
+    if ((s = require(ld, g, "address")) == NULL || setting_string(ld, s, &addr) < 0)
+        return -1;
+    if (address_parse(addr, true, &c->metrics_host, &c->metrics_port, &why) < 0)
+        return report(ld, s, NULL, "'%s': %s", addr, why);
+    return 0;
+}
+
 static int
 load_tree(struct loader *ld, const config_setting_t *root, struct conf *c)
 {
@@ -1444,7 +1455,8 @@ load_tree(struct loader *ld, const config_setting_t *root, struct conf *c)
     size_t n;
 
     if (check_keys(ld, root, top_keys, nested_keys, "a listener, backend or route") < 0 ||
-        load_globals(ld, root, c) < 0 || load_edge(ld, root, c) < 0)
+        load_globals(ld, root, c) < 0 || load_edge(ld, root, c) < 0 ||
+        load_metrics(ld, root, c) < 0)
         return -1;
 
     if (top_list(ld, root, "listeners", "listener", &ls, &n) < 0)
@@ -1673,6 +1685,8 @@ conf_free(struct conf *c)
         free(l->ciphersuites);
     }
     free(c->listeners);
+    free(c->metrics_host);
+    free(c->metrics_port);
     for (size_t i = 0; i < c->nbackends; i++) {
         struct conf_backend *b = &c->backends[i];
         for (size_t j = 0; j < b->nservers; j++) {

@@ -189,6 +189,9 @@ struct conf {
     size_t nbackends;
     struct conf_route *routes;
     size_t nroutes;
+    /* metrics = { address = "HOST:PORT"; }: the Prometheus listener (proxy/metrics.h), served
+     * by the master; NULL when the block is absent. */
+    char *metrics_host, *metrics_port;
 };
 
 /*

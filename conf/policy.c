@@ -113,6 +113,9 @@ print_route(const struct conf *c, const struct conf_route *r, FILE *out)
 int
 conf_policy_print(const struct conf *c, FILE *out)
 {
+    if (c->metrics_host != NULL)
+        fprintf(out, "metrics on %s:%s (GET /metrics, /healthz)\n", c->metrics_host,
+                c->metrics_port);
     for (size_t i = 0; i < c->nroutes; i++)
         print_route(c, &c->routes[i], out);
     return ferror(out) ? -1 : 0;

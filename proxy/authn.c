@@ -15,6 +15,7 @@
 #include "auth/bridge.h"
 #include "auth/ntlm.h"
 #include "proxy/log.h"
+#include "proxy/metrics.h"
 
 #define MAX_WWW 16
 
@@ -28,6 +29,7 @@ trace_log(struct authn *a)
 {
     char buf[1024];
     authbridge_trace_format(a->bridge, buf, sizeof(buf));
+    metrics_auth_trace(buf);
     log_info("auth sid=%" PRIu64 " %s", a->sid, buf);
 }
 

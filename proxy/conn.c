@@ -47,6 +47,7 @@ struct conn {
     bool io_wants_rw;  /* TLS: the last read needs the socket writable, or a write readable */
     bool server;       /* accepted (TLS server side) */
     bool dead;         /* conn_free ran while a callback was on the stack */
+    int64_t *gauge;    /* conn_count_in: decremented by conn_free */
     unsigned busy;     /* callbacks on the stack */
     char err[256];
     void (*on_close)(void *arg); /* conn_on_close: runs once, from conn_free */
@@ -612,6 +613,21 @@ conn_peer_cert_hash(const struct conn *c, unsigned char out[32])
     return c->ssl != NULL ? tlsctx_peer_hash(c->ssl, out) : -1;
 }
 
+const char *
+conn_tls_version(const struct conn *c)
+{
+    return c->ssl != NULL && c->established ? tlsio_version(c->ssl) : NULL;
+}
+
+void
+conn_count_in(struct conn *c, int64_t *gauge)
+{
+    if (gauge == NULL || c->gauge != NULL)
+        return;
+    c->gauge = gauge;
+    __atomic_fetch_add(gauge, 1, __ATOMIC_RELAXED);
+}
+
 void
 conn_on_close(struct conn *c, void (*fn)(void *arg), void *arg)
 {
@@ -627,6 +643,8 @@ conn_free(struct conn *c)
     c->dead = true;
     if (c->on_close != NULL)
         c->on_close(c->close_arg);
+    if (c->gauge != NULL)
+        __atomic_fetch_sub(c->gauge, 1, __ATOMIC_RELAXED);
     event_free(c->rev);
     event_free(c->wev);
     if (c->timer != NULL)

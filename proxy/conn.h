@@ -83,6 +83,12 @@ int conn_peer_cert_hash(const struct conn *c, unsigned char out[32]);
 /* fn(arg) runs once when c is freed, before its socket closes (e.g. to count open
  * connections). Borrows arg. */
 void conn_on_close(struct conn *c, void (*fn)(void *arg), void *arg);
+/* The TLS protocol version of an established TLS connection ("TLSv1.3"), else NULL. Static. */
+const char *conn_tls_version(const struct conn *c);
+
+/* Counts c in *gauge (atomically, +1 now and -1 when c is freed); gauge NULL: nothing. Borrows
+ * gauge, which must outlive c. */
+void conn_count_in(struct conn *c, int64_t *gauge);
 
 /* Closes the socket and frees everything. Accepts NULL; safe inside a callback. */
 void conn_free(struct conn *c);

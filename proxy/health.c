@@ -11,6 +11,7 @@
 
 #include "proxy/conn.h"
 #include "proxy/log.h"
+#include "proxy/metrics.h"
 #include "proxy/upstream.h"
 
 /* A health answer's status line must arrive within this many bytes. */
@@ -24,10 +25,12 @@ struct hcheck {
     struct event *tick;     /* the next check, every interval */
     struct event *deadline; /* the running check's timeout */
     struct conn *conn;      /* the running check; NULL between checks */
+    struct timeval started; /* when the running check began */
 };
 
 struct health_pool {
     struct event_base *base;
+    size_t bi; /* index of be in the configuration */
     const struct conf_backend *be;
     const struct backend_rt *rt;
     const char **paths; /* [0] the backend's health.path, then the routes' own; none unchecked */
@@ -75,7 +78,16 @@ check_done(struct hcheck *hc, bool ok, const char *why)
     conn_free(hc->conn);
     hc->conn = NULL;
     event_del(hc->deadline);
-    if (!health_mark_result(&hc->mark, ok, cfg->rise, cfg->fall)) {
+    bool changed = health_mark_result(&hc->mark, ok, cfg->rise, cfg->fall);
+    if (hc->path == 0) {
+        /* The backend's own health page is what exshim_backend_server_up shows. */
+        struct timeval now, took;
+        event_base_gettimeofday_cached(p->base, &now);
+        timersub(&now, &hc->started, &took);
+        metrics_server_health(p->bi, hc->server, hc->mark.up,
+                              (double)took.tv_sec + (double)took.tv_usec / 1e6);
+    }
+    if (!changed) {
         if (!ok)
             log_debug("backend %s server %s:%s for %s: check failed: %s", p->be->name, sv->host,
                       sv->port, p->paths[hc->path], why);
@@ -173,6 +185,7 @@ check_tick_cb(evutil_socket_t fd, short what, void *arg)
     evtimer_add(hc->tick, &next);
     if (hc->conn != NULL)
         return; /* the previous one is still running (its deadline ends it) */
+    event_base_gettimeofday_cached(p->base, &hc->started);
     hc->conn = upstream_open(p->base, p->be, p->rt, hc->server, &check_cbs, hc, err, sizeof(err));
     if (hc->conn == NULL) {
         check_done(hc, false, err);
@@ -202,6 +215,7 @@ pool_init(struct health_pool *p, struct event_base *base, const struct conf *c, 
     size_t n = be->nservers;
 
     p->base = base;
+    p->bi = bi;
     p->be = be;
     p->rt = rt;
     p->suspect_until = calloc(n, sizeof(*p->suspect_until));

@@ -37,6 +37,7 @@
 #include "conf/conf.h"
 #include "conf/policy.h"
 #include "proxy/log.h"
+#include "proxy/metrics.h"
 #include "proxy/notify.h"
 #include "proxy/pidfile.h"
 #include "proxy/tls.h"
@@ -274,9 +275,12 @@ struct generation {
     int nworkers;
     pid_t pids[MAX_WORKERS];
     int alive;
-    unsigned drain_ms; /* from its own configuration */
-    time_t superseded; /* 0 while current */
-    time_t kill_at;    /* SIGKILL what is left at this time (0: not scheduled) */
+    unsigned drain_ms;           /* from its own configuration */
+    time_t superseded;           /* 0 while current */
+    time_t kill_at;              /* SIGKILL what is left at this time (0: not scheduled) */
+    struct metrics_gen *metrics; /* its counter region (NULL without `metrics`); lives as long
+                                    as the generation, its workers write into it */
+    double load_seconds;         /* how long gen_prepare took */
 };
 
 #define MAX_GENS 65 /* max_generations (at most 64) superseded ones, plus the current */
@@ -296,6 +300,7 @@ struct master {
     unsigned next_gen_id;
     time_t last_respawn;
     bool stopping;
+    char metrics_addr[300]; /* HOST:PORT of the metrics listener, "" when there is none */
 };
 
 static struct generation *
@@ -335,6 +340,7 @@ gen_free(struct generation *g)
     if (g == NULL)
         return;
     gen_release(g);
+    metrics_gen_free(g->metrics);
     free(g);
 }
 
@@ -349,6 +355,8 @@ gen_prepare(const char *path, char *err, size_t errlen)
 {
     struct generation *g = calloc(1, sizeof(*g));
     struct generation *ret = NULL;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     if (g == NULL) {
         snprintf(err, errlen, "out of memory");
         goto cleanup;
@@ -376,6 +384,12 @@ gen_prepare(const char *path, char *err, size_t errlen)
     }
     if (prepare_backends(c, g->backends, err, errlen) != 0)
         goto cleanup;
+    if (c->metrics_host != NULL && (g->metrics = metrics_gen_new(c)) == NULL) {
+        snprintf(err, errlen, "metrics: out of memory");
+        goto cleanup;
+    }
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    g->load_seconds = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
     g->drain_ms = c->drain_timeout_ms;
     ret = g;
     g = NULL;
@@ -517,6 +531,7 @@ spawn_worker(struct master *m, struct generation *g, int index, int ready_wr)
     w.listener_tls = g->listener_tls;
     w.backends = g->backends;
     w.index = index;
+    metrics_attach(g->metrics, index);
     /* session ids stay unique across generations (the first one counts from 1 as before) */
     w.reg.next_id = (uint64_t)(g->id - 1) << 32;
     size_t n = 0;
@@ -725,12 +740,35 @@ enforce_max_generations(struct master *m, size_t max)
     }
 }
 
+/* Workers and generations alive, for the metrics listener. */
+static void
+process_metrics(const struct master *m)
+{
+    size_t alive = 0;
+    for (size_t i = 0; i < m->ngens; i++)
+        alive += (size_t)m->gens[i]->alive;
+    metrics_process(alive, m->ngens);
+}
+
+/* The metrics listener is opened once, at start-up, and is not moved by a reload. */
+static void
+metrics_check_address(const struct master *m, const struct conf *c)
+{
+    char now[300] = "";
+    if (c->metrics_host != NULL)
+        snprintf(now, sizeof(now), "%s:%s", c->metrics_host, c->metrics_port);
+    if (strcmp(now, m->metrics_addr) != 0)
+        log_warnx("metrics: the listener stays %s until exshim restarts (the file now says %s)",
+                  m->metrics_addr[0] ? m->metrics_addr : "off", now[0] ? now : "none");
+}
+
 /* SIGHUP: a new generation with the file as it is now, or the old one keeps running. */
 static void
 reload(struct master *m)
 {
     char err[1024], st[256];
     struct generation *old = current_gen(m);
+    bool ok = false;
 
     notify_reloading("reloading the configuration");
     log_info("SIGHUP: reloading %s", m->conf_path);
@@ -759,6 +797,9 @@ reload(struct master *m)
     }
     /* The new generation accepts; the old one stops accepting and drains. */
     m->gens[m->ngens++] = g;
+    metrics_gen_publish(g->metrics);
+    metrics_config_loaded(g->load_seconds);
+    metrics_check_address(m, g->conf);
     old->superseded = time(NULL);
     signal_gen(old, SIGUSR2);
     log_info("generation %u serving with %d workers; generation %u (%d workers) stops "
@@ -768,7 +809,10 @@ reload(struct master *m)
     detach_unused_sockets(m, g, false, NULL);
     announce(m, g);
     enforce_max_generations(m, g->conf->max_generations);
+    ok = true;
 done:
+    metrics_reload_done(ok);
+    process_metrics(m);
     status_line(m, st, sizeof(st));
     notify_ready(st);
 }
@@ -798,6 +842,7 @@ reap(struct master *m)
                 continue;
             g->pids[i] = 0;
             g->alive--;
+            metrics_worker_gone(g->metrics, i);
             if (g != current_gen(m) || m->stopping) {
                 if (g->alive == 0 && g != current_gen(m))
                     drop_gen(m, gi);
@@ -848,6 +893,7 @@ tick(struct master *m)
             signal_gen(g, SIGKILL);
         }
     }
+    process_metrics(m);
     log_flush();
 }
 
@@ -994,9 +1040,20 @@ main(int argc, char **argv)
     sigaddset(&set, SIGUSR2);
     sigprocmask(SIG_BLOCK, &set, NULL);
 
+    if (g->conf->metrics_host != NULL) {
+        if (metrics_listen(g->conf->metrics_host, g->conf->metrics_port, err, sizeof(err)) != 0)
+            fatalx("%s", err);
+        snprintf(m.metrics_addr, sizeof(m.metrics_addr), "%s:%s", g->conf->metrics_host,
+                 g->conf->metrics_port);
+        log_info("metrics on %s:%d (GET /metrics, /healthz)", g->conf->metrics_host,
+                 metrics_port());
+    }
     if (gen_start(&m, g, err, sizeof(err)) != 0)
         fatalx("%s", err);
     m.gens[m.ngens++] = g;
+    metrics_gen_publish(g->metrics);
+    metrics_config_loaded(g->load_seconds);
+    process_metrics(&m);
     announce(&m, g);
     if (m.pid_path != NULL && pidfile_write(m.pid_path, getpid()) != 0)
         fatal("pid file %s", m.pid_path);
@@ -1054,6 +1111,7 @@ main(int argc, char **argv)
     for (size_t k = 0; k < m.nsocks; k++)
         lsock_free(m.socks[k]);
     free(m.socks);
+    metrics_stop();
     log_close();
     return 0;
 }

@@ -36,6 +36,7 @@
 #include "proxy/edgeauth.h"
 #include "proxy/headers.h"
 #include "proxy/log.h"
+#include "proxy/metrics.h"
 #include "proxy/relay.h"
 #include "proxy/reply.h"
 #include "proxy/tls.h"
@@ -61,6 +62,8 @@ enum resp_state {
 struct session {
     const struct session_env *env;
     uint64_t id;
+    size_t li; /* the listener that accepted it */
+    int mchan; /* metrics: kind of long-lived channel the current exchange is, 0 for none */
     bool tls;
     struct conn *client, *backend;
     struct evbuffer *pending; /* forwarded head kept until the backend connects */
@@ -164,6 +167,9 @@ log_access(struct session *s)
     now(s, &tv);
     if (s->edge_req)
         xlog_user(&s->xlog, edgeauth_user(s->edge));
+    if (s->xlog.open)
+        metrics_exchange(s->route, s->xlog.status, s->xlog.bytes_in, s->xlog.bytes_out);
+    metrics_channel_close(&s->mchan);
     xlog_write(&s->xlog, conf_of(s)->access_log, s->id, s->peer, s->be,
                s->be ? &s->be->servers[s->server] : NULL, &tv);
 }
@@ -255,6 +261,7 @@ session_close(struct session *s)
     const struct session_env *env = s->env;
     if (s->climit_held)
         climit_release(env->climit, s->peer_ip);
+    metrics_client_close(s->li);
     if (s->prev != NULL)
         s->prev->next = s->next;
     else
@@ -362,6 +369,7 @@ timer_cb(evutil_socket_t fd, short what, void *arg)
         return;
     }
     if (!s->handshake_done) {
+        metrics_tls_failed(s->li, "timeout");
         log_info("sid=%" PRIu64 " client %s: TLS handshake not complete after %u ms, closing",
                  s->id, s->peer, s->timeout_ms);
     } else if (s->resp == RESP_CLOSING) {
@@ -629,6 +637,7 @@ start_request(struct session *s, size_t head_len)
         (strcmp(s->xlog.scheme, "NTLM") == 0 || strcmp(s->xlog.scheme, "Negotiate") == 0);
     struct headers_client hc = {.ip = s->peer_ip, .tls = s->tls};
     headers_request(&a.h, &a.t, authz, authline, &hc, head);
+    s->mchan = metrics_channel_open(&a.h);
     s->req_body = a.body;
     evbuffer_drain(in, head_len);
     s->req = s->req_body.done ? REQ_DONE : REQ_BODY;
@@ -1015,6 +1024,7 @@ backend_start(struct session *s)
         conn_set_read_cap(s->backend, buffer_cap(s));
         return 0;
     }
+    metrics_connect_failed(s->be_index, s->server);
     log_warnx("sid=%" PRIu64 " backend %s (%s:%s): cannot start connection: %s", s->id, s->be->name,
               sv->host, sv->port, err);
     local_error(s, 502, "exshim: backend %s (%s:%s) is unreachable", s->be->name, sv->host,
@@ -1026,6 +1036,7 @@ static void
 backend_connected(struct session *s)
 {
     upstream_tune(s->be, conn_fd(s->backend));
+    conn_count_in(s->backend, metrics_backend_gauge(s->be_index, s->server));
     s->tries = 0;
     unsigned char h[32];
     s->be_cert_ok = false;
@@ -1108,6 +1119,7 @@ backend_on_event(void *arg, enum conn_event ev)
             snprintf(why, sizeof(why), "connect timed out after %u ms", s->be->connect_timeout_ms);
         else
             snprintf(why, sizeof(why), "%s", conn_error(s->backend));
+        metrics_connect_failed(s->be_index, s->server);
         log_warnx("sid=%" PRIu64 " backend %s (%s:%s): %s", s->id, s->be->name, sv->host, sv->port,
                   why);
         conn_free(s->backend);
@@ -1221,6 +1233,7 @@ client_on_event(void *arg, enum conn_event ev)
     if (ev == CONN_CONNECTED) {
         /* TLS handshake complete: the head deadline from accept takes over. */
         s->handshake_done = true;
+        metrics_tls_done(s->li, conn_tls_version(s->client));
         if (s->req == REQ_HEAD && s->resp == RESP_NONE)
             arm_deadline(s, &s->head_start, header_timeout(s));
         conn_read(s->client, true);
@@ -1240,6 +1253,8 @@ client_on_event(void *arg, enum conn_event ev)
         log_info("sid=%" PRIu64 " client %s: TLS error: %s", s->id, s->peer, conn_error(s->client));
     else if (ev == CONN_ERROR)
         log_debug("sid=%" PRIu64 " client %s: %s", s->id, s->peer, conn_error(s->client));
+    if (s->tls && !s->handshake_done)
+        metrics_tls_failed(s->li, ev == CONN_EOF ? "closed during" : conn_error(s->client));
     /* The exchange is over; the pinned backend goes with it. */
     session_close(s);
 }
@@ -1287,6 +1302,8 @@ session_accept(const struct session_env *env, size_t li, int fd, const struct so
     s->resp = RESP_NONE;
     s->req = REQ_HEAD;
     env->reg->n++;
+    s->li = li;
+    metrics_client_open(li);
     s->next = env->reg->head;
     if (env->reg->head != NULL)
         env->reg->head->prev = s;

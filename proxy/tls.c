@@ -538,6 +538,12 @@ tlsio_pending(SSL *ssl)
     return SSL_has_pending(ssl) == 1;
 }
 
+const char *
+tlsio_version(const SSL *ssl)
+{
+    return SSL_get_version(ssl);
+}
+
 void
 tlsio_close(SSL *ssl)
 {

@@ -75,6 +75,8 @@ enum tlsio_result tlsio_write(struct ssl_st *ssl, const void *buf, size_t len, s
                               size_t errlen);
 /* Decrypted or buffered record bytes wait inside OpenSSL (no socket event will announce them). */
 bool tlsio_pending(struct ssl_st *ssl);
+/* The negotiated protocol ("TLSv1.3"); static text. */
+const char *tlsio_version(const struct ssl_st *ssl);
 /* Sends close_notify without waiting for the peer's, and frees ssl. Accepts NULL. */
 void tlsio_close(struct ssl_st *ssl);
 

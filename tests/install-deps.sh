@@ -10,6 +10,7 @@ PKGS=(
   clang-14 libfuzzer-14-dev libclang-rt-14-dev
   curl openssl python3 python3-requests-ntlm python3-ntlm-auth python3-gssapi
   haproxy nginx procps psmisc systemd
+  prometheus
 )
 missing=()
 for p in "${PKGS[@]}"; do

@@ -100,6 +100,29 @@ load_text(const char *text, struct conf **conf_out, char *err, size_t errlen)
 #define R_ "routes = ( { path = \"default\"; backend = \"b\"; } );\n"
 #define E_ "edge = { keytab = \"mail.key\"; principal = \"HTTP/proxy.t@T\"; };\n"
 
+/* metrics = { address = ...; }: host and port kept apart, the host in canonical form. */
+static void
+test_metrics_block(void **state)
+{
+    static const struct {
+        const char *address, *host, *port;
+    } cases[] = {
+        {"127.0.0.1:9120", "127.0.0.1", "9120"},
+        {"[::1]:9120", "::1", "9120"},
+        {"*:0", "0.0.0.0", "0"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char text[512], err[512];
+        struct conf *c = NULL;
+        snprintf(text, sizeof(text), "metrics = { address = \"%s\"; };\n" L_ B_ R_,
+                 cases[i].address);
+        assert_int_equal(load_text(text, &c, err, sizeof(err)), 0);
+        assert_string_equal(c->metrics_host, cases[i].host);
+        assert_string_equal(c->metrics_port, cases[i].port);
+        conf_free(c);
+    }
+}
+
 /* ---- a full, valid configuration --------------------------------------------------- */
 
 static const char full_conf[] =
@@ -297,6 +320,7 @@ test_defaults(void **state)
     assert_true(c->routes[0].guard);
     assert_int_equal(c->drain_timeout_ms, 3600000);
     assert_int_equal(c->max_generations, 4);
+    assert_null(c->metrics_host);
     assert_string_equal(c->listeners[0].host, "127.0.0.1");
     assert_string_equal(c->listeners[0].port, "0");
     assert_false(c->listeners[0].tls);
@@ -657,6 +681,13 @@ static const struct err_case err_cases[] = {
      "65 is out of range (1..64)"},
     {"max_generations string", "max_generations = \"4\";\n" L_ B_ R_, 1, "max_generations",
      "expected an integer, found a string"},
+    {"metrics not a group", "metrics = \"127.0.0.1:9120\";\n" L_ B_ R_, 1, "metrics",
+     "expected a group { address = \"HOST:PORT\"; }, found a string"},
+    {"metrics no address", "metrics = { };\n" L_ B_ R_, 1, "metrics.address", "*"},
+    {"metrics unknown key", "metrics = { address = \"127.0.0.1:1\"; port = 2; };\n" L_ B_ R_, 1,
+     "metrics.port", "unknown key 'port'"},
+    {"metrics bad address", "metrics = { address = \"localhost:9120\"; };\n" L_ B_ R_, 1,
+     "metrics.address", "'localhost:9120': *"},
     {"idle zero",
      L_ B_ "routes = ( { path = \"/x\"; backend = \"b\"; idle_timeout = \"0s\"; } );\n", 3,
      "routes.[0].idle_timeout", "must be greater than zero"},
@@ -1417,6 +1448,7 @@ main(void)
         cmocka_unit_test(test_health_keys),
         cmocka_unit_test(test_hardening_keys),
         cmocka_unit_test(test_full_config),
+        cmocka_unit_test(test_metrics_block),
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_accepted_forms),
         cmocka_unit_test(test_relative_paths),
