@@ -22,6 +22,7 @@ struct event;
 struct ssl_ctx_st;
 struct session;
 struct climit;
+struct ppaccept;
 
 struct worker {
     int index;
@@ -43,6 +44,7 @@ struct worker {
     struct climit *climit;       /* per-address counts; NULL without max_connections_per_client */
     struct session_registry reg; /* this worker's sessions */
     struct session_env env;      /* what its sessions see of it */
+    struct ppaccept *pp;         /* connections still reading their PROXY header */
 };
 
 /*
