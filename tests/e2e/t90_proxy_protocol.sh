@@ -11,7 +11,9 @@
 #    A is closed (logged with A's address) while B from the same TCP peer is served;
 #  - rendezvous hashing follows the header's address: 12 addresses x 3 connections each
 #    (v1 and v2 mixed): every address's requests land on one origin, and both origins serve;
-#  - a listener without proxy_protocol is unchanged (plain request, X-Forwarded-For 127.0.0.1).
+#  - a listener without proxy_protocol is unchanged (plain request, X-Forwarded-For 127.0.0.1);
+#  - exshim -t prints each PROXY listener's proxy_from; proxy_protocol without proxy_from is a
+#    configuration error naming file:line:key.
 . "$(dirname "$0")/lib.sh"
 . "$E2E_DIR/edge.sh"
 [ -x "$EXSHIM" ] || skip "$EXSHIM not built"
@@ -41,6 +43,13 @@ backends = ( { name = "two"; servers = [ "127.0.0.1:$O1", "127.0.0.1:$O2" ]; } )
 routes = ( { path = "default"; backend = "two"; } );
 EOC
 "$EXSHIM" -t -c "$T/pp.conf" >"$T/check.out" 2>&1 || fail "exshim -t refused the config: $(cat "$T/check.out")"
+grep -Fxq 'listener pptls: proxy_protocol from 10.0.0.0/24, 127.0.0.0/8' "$T/check.out" ||
+    fail "exshim -t does not show proxy_from: $(cat "$T/check.out")"
+# proxy_protocol without proxy_from: refused, naming file, line and key
+sed 's/proxy_protocol = true; proxy_from = \[ "127.0.0.1" \];/proxy_protocol = true;/' "$T/pp.conf" >"$T/nofrom.conf"
+if "$EXSHIM" -t -c "$T/nofrom.conf" >"$T/nofrom.out" 2>&1; then fail "proxy_protocol without proxy_from accepted"; fi
+grep -Eq 'nofrom\.conf:7: listeners\.\[0\]\.proxy_protocol: proxy_protocol needs proxy_from' "$T/nofrom.out" ||
+    fail "proxy_protocol without proxy_from: $(cat "$T/nofrom.out")"
 start_exshim_as exshim "$T/pp.conf"
 PORT=$(port_of pp)
 TPORT=$(port_of pptls)

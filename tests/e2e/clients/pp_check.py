@@ -133,9 +133,15 @@ def xff_of(resp):
     return None
 
 
-def one(port, header, path, tls=False):
+def one(port, header, path, tls=False, together=False):
+    """header, then a request (TLS first with tls); together: header and request in one
+    write, so exshim must take exactly the header's bytes out of one segment."""
     s = connect(port)
     try:
+        if together:
+            s.sendall(header + b"GET %s HTTP/1.1\r\nHost: mail.example.org\r\n"
+                      b"Connection: close\r\n\r\n" % path.encode())
+            return read_response(s)
         s.sendall(header)
         if tls:
             s = tls_wrap(s)
@@ -154,9 +160,11 @@ def cmd_xff(a):
         ("v2 LOCAL (the balancer's own check)", v2("192.0.2.99", 1, local=True), "127.0.0.1"),
     ]
     for name, hdr, want in cases:
-        r = one(a.port, hdr, "/echo/xff")
-        check(r is not None and r[0] == 200 and xff_of(r) == want,
-              "%s: X-Forwarded-For %s (got %s)" % (name, want, xff_of(r)))
+        for together in (False, True):
+            r = one(a.port, hdr, "/echo/xff", together=together)
+            check(r is not None and r[0] == 200 and xff_of(r) == want,
+                  "%s%s: X-Forwarded-For %s (got %s)"
+                  % (name, ", request in the same write" if together else "", want, xff_of(r)))
     if a.tls_port:
         r = one(a.tls_port, v2("192.0.2.30", 40030, tlvs=tlv(0x01, b"http/1.1")), "/echo/tls",
                 tls=True)
