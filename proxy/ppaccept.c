@@ -148,11 +148,19 @@ conn_done(struct ppconn *c, const struct proxyproto_header *h)
         salen = (int)h->srclen;
     }
     addr_text(sa, client, sizeof(client));
-    log_debug("listener %s: PROXY v%d from %s: client %s%s%s%.*s",
-              pa->env->conf->listeners[li].name, h->version, c->peer_text, client,
-              h->local ? " (local)" : "", h->authority.ptr != NULL ? " authority=" : "",
-              (int)h->authority.len,
-              h->authority.ptr != NULL ? (const char *)h->authority.ptr : "");
+    if (log_level_enabled(CONF_LOG_DEBUG)) {
+        /* The authority comes from the wire: printable ASCII only, and not too much of it. */
+        char auth[64] = "";
+        size_t n = h->authority.len < sizeof(auth) - 1 ? h->authority.len : sizeof(auth) - 1;
+        for (size_t i = 0; i < n; i++) {
+            uint8_t ch = h->authority.ptr[i];
+            auth[i] = ch > 0x20 && ch < 0x7f ? (char)ch : '?';
+        }
+        auth[n] = '\0';
+        log_debug("listener %s: PROXY v%d from %s: client %s%s%s%s",
+                  pa->env->conf->listeners[li].name, h->version, c->peer_text, client,
+                  h->local ? " (local)" : "", h->authority.ptr != NULL ? " authority=" : "", auth);
+    }
     /* session_accept copies the address; sa may point into c, so accept before freeing. The
      * event is deleted first: the session owns the fd from here on. */
     event_del(c->ev);
