@@ -703,7 +703,8 @@ address_parse(const char *text, bool listener, char **host_out, char **port_out,
 
 /* ---- listeners ---------------------------------------------------------------------- */
 
-static const char *const listener_keys[] = {"name", "address", "tls", NULL};
+static const char *const listener_keys[] = {"name",           "address",    "tls",
+                                            "proxy_protocol", "proxy_from", NULL};
 static const char *const listener_tls_keys[] = {
     "certs", "min_protocol", "max_protocol", "ciphers", "ciphersuites", "session_tickets", NULL};
 static const char *const cert_keys[] = {"chain", "key", NULL};
@@ -743,6 +744,102 @@ load_certs(struct loader *ld, const config_setting_t *tls, struct conf_listener 
     return 0;
 }
 
+/*
+ * "A.B.C.D/N", "V6/N" or a bare address (a range of one). Bits past the prefix must be zero:
+ * "10.0.0.1/24" is more likely a typo than a range.
+ */
+static int
+cidr_parse(const char *text, struct conf_cidr *out, const char **why_out)
+{
+    char host[INET6_ADDRSTRLEN];
+    const char *slash = strchr(text, '/');
+    size_t hlen = slash != NULL ? (size_t)(slash - text) : strlen(text);
+    unsigned bits = 0;
+
+    memset(out, 0, sizeof(*out));
+    if (hlen == 0 || hlen >= sizeof(host)) {
+        *why_out = "expected an address or ADDRESS/PREFIX";
+        return -1;
+    }
+    memcpy(host, text, hlen);
+    host[hlen] = '\0';
+    if (inet_pton(AF_INET, host, out->addr) == 1) {
+        out->v6 = false;
+        out->bits = 32;
+    } else if (inet_pton(AF_INET6, host, out->addr) == 1) {
+        out->v6 = true;
+        out->bits = 128;
+    } else {
+        *why_out = "not a numeric IPv4 or IPv6 address";
+        return -1;
+    }
+    if (slash != NULL) {
+        const char *d = slash + 1;
+        if (*d == '\0' || strlen(d) > 3 || (d[0] == '0' && d[1] != '\0')) {
+            *why_out = "bad prefix length";
+            return -1;
+        }
+        for (; *d != '\0'; d++) {
+            if (*d < '0' || *d > '9') {
+                *why_out = "bad prefix length";
+                return -1;
+            }
+            bits = bits * 10 + (unsigned)(*d - '0');
+        }
+        if (bits > out->bits) {
+            *why_out = out->v6 ? "prefix longer than 128" : "prefix longer than 32";
+            return -1;
+        }
+        out->bits = bits;
+    }
+    for (unsigned i = out->bits; i < (out->v6 ? 128u : 32u); i++) {
+        if (out->addr[i / 8] & (0x80 >> (i % 8))) {
+            *why_out = "address has bits set past the prefix length";
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* proxy_protocol and proxy_from: a PROXY listener must name the balancers it trusts. */
+static int
+load_proxy_protocol(struct loader *ld, const config_setting_t *g, struct conf_listener *l)
+{
+    const config_setting_t *from = config_setting_get_member(g, "proxy_from");
+    const config_setting_t *on = config_setting_get_member(g, "proxy_protocol");
+    int n;
+
+    if (opt_bool(ld, g, "proxy_protocol", &l->proxy_protocol) < 0)
+        return -1;
+    if (!l->proxy_protocol) {
+        if (from != NULL)
+            return report(ld, from, NULL, "only meaningful with proxy_protocol = true");
+        return 0;
+    }
+    if (from == NULL)
+        return report(ld, on, NULL,
+                      "proxy_protocol needs proxy_from: the balancers' addresses, "
+                      "proxy_from = [ \"10.0.0.0/24\" ]");
+    if (expect_sequence(ld, from, "an array of \"ADDRESS/PREFIX\" strings [ ... ]") < 0)
+        return -1;
+    n = config_setting_length(from);
+    if (n == 0)
+        return report(ld, from, NULL, "at least one address range is required");
+    l->proxy_from = calloc((size_t)n, sizeof(*l->proxy_from));
+    if (l->proxy_from == NULL)
+        return report_oom(ld, from);
+    l->nproxy_from = (size_t)n;
+    for (int i = 0; i < n; i++) {
+        const config_setting_t *e = config_setting_get_elem(from, (unsigned)i);
+        const char *text = NULL, *why = NULL;
+        if (setting_string(ld, e, &text) < 0)
+            return -1;
+        if (cidr_parse(text, &l->proxy_from[i], &why) < 0)
+            return report(ld, e, NULL, "'%s': %s", text, why);
+    }
+    return 0;
+}
+
 static int
 load_listener(struct loader *ld, const config_setting_t *g, struct conf_listener *l)
 {
@@ -762,6 +859,8 @@ load_listener(struct loader *ld, const config_setting_t *g, struct conf_listener
         return -1;
     if (address_parse(addr, true, &l->host, &l->port, &why) < 0)
         return report(ld, s, NULL, "'%s': %s", addr, why);
+    if (load_proxy_protocol(ld, g, l) < 0)
+        return -1;
 
     tls = config_setting_get_member(g, "tls");
     if (tls == NULL)
@@ -1229,10 +1328,10 @@ static const char *const top_keys[] = {"workers",          "log_file",
 static const char *const edge_keys[] = {"keytab", "principal", NULL};
 /* Keys that only make sense inside a listener, backend or route. */
 static const char *const nested_keys[] = {
-    "name",           "address",      "tls",          "servers", "connect_timeout",
-    "tcp_keepalive",  "path",         "backend",      "offer",   "bridge",
-    "header_timeout", "idle_timeout", "body_timeout", "guard",   "health",
-    "balance",        "health_path",  "auth",         NULL};
+    "name",           "address",    "tls",    "servers", "connect_timeout", "tcp_keepalive",
+    "path",           "backend",    "offer",  "bridge",  "header_timeout",  "idle_timeout",
+    "body_timeout",   "guard",      "health", "balance", "health_path",     "auth",
+    "proxy_protocol", "proxy_from", NULL};
 
 static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL};
 
@@ -1683,6 +1782,7 @@ conf_free(struct conf *c)
         free(l->port);
         free(l->ciphers);
         free(l->ciphersuites);
+        free(l->proxy_from);
     }
     free(c->listeners);
     free(c->metrics_host);

@@ -70,6 +70,13 @@ struct conf_cert {
     char *key;
 };
 
+/* An address range from "10.0.0.0/24", "2001:db8::/32" or a bare address (all its bits). */
+struct conf_cidr {
+    bool v6;
+    uint8_t addr[16]; /* network order; bits past the prefix are zero */
+    unsigned bits;    /* prefix length: 0..32 or 0..128 */
+};
+
 struct conf_listener {
     char *name;
     char *host; /* numeric address from "address": "127.0.0.1", "::1", "0.0.0.0" */
@@ -84,6 +91,11 @@ struct conf_listener {
     char *ciphers;        /* TLS <= 1.2 cipher list; NULL = OpenSSL default */
     char *ciphersuites;   /* TLS 1.3 suites; NULL = OpenSSL default */
     bool session_tickets; /* default true */
+    /* PROXY protocol (v1 or v2, told apart by the first byte): every connection must start
+     * with a header, and only from a peer inside proxy_from (required when on). */
+    bool proxy_protocol;
+    struct conf_cidr *proxy_from;
+    size_t nproxy_from;
     int line;
 };
 

@@ -1,6 +1,7 @@
 /* exshim -t's policy dump; see policy.h. */
 #include "conf/policy.h"
 
+#include <arpa/inet.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
@@ -110,12 +111,31 @@ print_route(const struct conf *c, const struct conf_route *r, FILE *out)
                      "offer = [ \"Negotiate\", \"NTLM\" ] with the same bridge serves both\n");
 }
 
+/* Listeners behind a balancer: which peers may send a PROXY header. */
+static void
+print_proxy_listener(const struct conf_listener *l, FILE *out)
+{
+    char text[INET6_ADDRSTRLEN];
+
+    fprintf(out, "listener %s: proxy_protocol from ", l->name);
+    for (size_t i = 0; i < l->nproxy_from; i++) {
+        const struct conf_cidr *r = &l->proxy_from[i];
+        if (inet_ntop(r->v6 ? AF_INET6 : AF_INET, r->addr, text, sizeof(text)) == NULL)
+            snprintf(text, sizeof(text), "?");
+        fprintf(out, "%s%s/%u", i > 0 ? ", " : "", text, r->bits);
+    }
+    fprintf(out, "\n");
+}
+
 int
 conf_policy_print(const struct conf *c, FILE *out)
 {
     if (c->metrics_host != NULL)
         fprintf(out, "metrics on %s:%s (GET /metrics, /healthz)\n", c->metrics_host,
                 c->metrics_port);
+    for (size_t i = 0; i < c->nlisteners; i++)
+        if (c->listeners[i].proxy_protocol)
+            print_proxy_listener(&c->listeners[i], out);
     for (size_t i = 0; i < c->nroutes; i++)
         print_route(c, &c->routes[i], out);
     return ferror(out) ? -1 : 0;

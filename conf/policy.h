@@ -10,7 +10,11 @@
 #include "conf/conf.h"
 
 /*
- * Writes, per route in file order:
+ * Writes, first per listener with proxy_protocol on,
+ *
+ *   listener NAME: proxy_protocol from ADDR/PREFIX, ...
+ *
+ * then per route in file order:
  *
  *   route PATH (FILE:LINE)
  *     backend NAME: plain|tls [verify|no-verify] servers HOST:PORT, ... [sni NAME]

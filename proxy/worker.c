@@ -15,6 +15,7 @@
 #include "proxy/climit.h"
 #include "proxy/health.h"
 #include "proxy/log.h"
+#include "proxy/ppaccept.h"
 #include "proxy/session.h"
 
 struct listen_arg {
@@ -57,8 +58,18 @@ accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int
         close(fd);
         return;
     }
-    session_accept(&la->w->env, la->index, fd, sa, salen);
+    if (la->w->conf->listeners[la->index].proxy_protocol)
+        ppaccept_start(la->w->pp, la->index, fd, sa, salen);
+    else
+        session_accept(&la->w->env, la->index, fd, sa, salen);
     set_accepting(la->w);
+}
+
+/* A connection passed its PROXY header and became a session. */
+static void
+pp_accepted(void *arg)
+{
+    set_accepting(arg);
 }
 
 static void
@@ -253,6 +264,9 @@ worker_run(struct worker *w, int ready_fd)
         .gone_arg = w,
         .worker_index = w->index,
     };
+    w->pp = ppaccept_new(&w->env, pp_accepted, w);
+    if (w->pp == NULL)
+        fatalx("worker %d: out of memory", w->index);
 
     /* Two priorities: the stop and hand-over signals (0) run before anything else that is
      * ready in the same loop turn, so a worker told to stop accepting does not first accept

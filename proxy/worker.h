@@ -23,6 +23,7 @@ struct ssl_ctx_st;
 struct session;
 struct climit;
 struct health;
+struct ppaccept;
 
 struct worker {
     int index;
@@ -45,6 +46,7 @@ struct worker {
     struct health *health;       /* this worker's backend checks (proxy/health.h) */
     struct session_registry reg; /* this worker's sessions */
     struct session_env env;      /* what its sessions see of it */
+    struct ppaccept *pp;         /* connections still reading their PROXY header */
 };
 
 /*

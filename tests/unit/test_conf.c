@@ -402,6 +402,37 @@ test_accepted_forms(void **state)
     }
 }
 
+/* proxy_protocol with proxy_from: ranges of both families, bare addresses, /0. */
+static void
+test_proxy_protocol(void **state)
+{
+    (void)state;
+    struct conf *c = NULL;
+    char err[512] = "";
+    const char *text = "listeners = ( { name = \"l\"; address = \"127.0.0.1:0\";\n"
+                       "  proxy_protocol = true;\n"
+                       "  proxy_from = [ \"10.0.0.0/24\", \"2001:db8::/32\", \"127.0.0.1\", "
+                       "\"::/0\" ]; },\n"
+                       "  { name = \"m\"; address = \"127.0.0.1:0\"; proxy_protocol = false; } );\n" B_ R_;
+    if (load_text(text, &c, err, sizeof(err)) != 0)
+        fail_msg("%s", err);
+    const struct conf_listener *l = &c->listeners[0];
+    assert_true(l->proxy_protocol);
+    assert_int_equal(l->nproxy_from, 4);
+    assert_false(l->proxy_from[0].v6);
+    assert_int_equal(l->proxy_from[0].bits, 24);
+    assert_memory_equal(l->proxy_from[0].addr, "\x0a\x00\x00\x00", 4);
+    assert_true(l->proxy_from[1].v6);
+    assert_int_equal(l->proxy_from[1].bits, 32);
+    assert_memory_equal(l->proxy_from[1].addr, "\x20\x01\x0d\xb8", 4);
+    assert_int_equal(l->proxy_from[2].bits, 32);
+    assert_true(l->proxy_from[3].v6);
+    assert_int_equal(l->proxy_from[3].bits, 0);
+    assert_false(c->listeners[1].proxy_protocol);
+    assert_int_equal(c->listeners[1].nproxy_from, 0);
+    conf_free(c);
+}
+
 /* Relative names are resolved against the config file's directory, made absolute. */
 static void
 test_relative_paths(void **state)
@@ -699,6 +730,33 @@ static const struct err_case err_cases[] = {
      "routes.[0].body_timeout", "invalid duration '5000000s'*"},
 
     /* addresses */
+    /* PROXY protocol listeners */
+#define PL_ "listeners = ( { name = \"l\"; address = \"127.0.0.1:0\";\n"
+    {"proxy without from", PL_ "  proxy_protocol = true; } );\n" B_ R_, 2,
+     "listeners.[0].proxy_protocol", "proxy_protocol needs proxy_from*"},
+    {"proxy from without proxy", PL_ "  proxy_from = [ \"10.0.0.0/24\" ]; } );\n" B_ R_, 2,
+     "listeners.[0].proxy_from", "only meaningful with proxy_protocol = true"},
+    {"proxy not bool", PL_ "  proxy_protocol = 1; proxy_from = [ \"10.0.0.0/8\" ]; } );\n" B_ R_,
+     2, "listeners.[0].proxy_protocol", "expected true or false, found an integer"},
+    {"proxy from empty", PL_ "  proxy_protocol = true; proxy_from = [ ]; } );\n" B_ R_, 2,
+     "listeners.[0].proxy_from", "at least one address range is required"},
+    {"proxy from string", PL_ "  proxy_protocol = true; proxy_from = \"10.0.0.0/8\"; } );\n" B_ R_,
+     2, "listeners.[0].proxy_from", "expected an array*"},
+    {"proxy from name", PL_ "  proxy_protocol = true;\n  proxy_from = [ \"10.0.0.0/8\", \"lb\" ]; } );\n"
+     B_ R_, 3, "listeners.[0].proxy_from.[1]", "'lb': not a numeric IPv4 or IPv6 address"},
+    {"proxy from host bits", PL_ "  proxy_protocol = true; proxy_from = [ \"10.0.0.1/24\" ]; } );\n"
+     B_ R_, 2, "listeners.[0].proxy_from.[0]",
+     "'10.0.0.1/24': address has bits set past the prefix length"},
+    {"proxy from prefix 33", PL_ "  proxy_protocol = true; proxy_from = [ \"10.0.0.0/33\" ]; } );\n"
+     B_ R_, 2, "listeners.[0].proxy_from.[0]", "'10.0.0.0/33': prefix longer than 32"},
+    {"proxy from prefix 129",
+     PL_ "  proxy_protocol = true; proxy_from = [ \"2001:db8::/129\" ]; } );\n" B_ R_, 2,
+     "listeners.[0].proxy_from.[0]", "'2001:db8::/129': prefix longer than 128"},
+    {"proxy from bad prefix", PL_ "  proxy_protocol = true; proxy_from = [ \"10.0.0.0/x\" ]; } );\n"
+     B_ R_, 2, "listeners.[0].proxy_from.[0]", "'10.0.0.0/x': bad prefix length"},
+    {"proxy misplaced", "proxy_protocol = true;\n" L_ B_ R_, 1, "proxy_protocol",
+     "unknown key 'proxy_protocol' here (it belongs inside a listener, backend or route)"},
+#undef PL_
     {"address no port", "listeners = ( { name = \"l\"; address = \"127.0.0.1\"; } );\n" B_ R_, 1,
      "listeners.[0].address",
      "'127.0.0.1': missing port: expected HOST:PORT, e.g. \"0.0.0.0:443\""},
@@ -1451,6 +1509,7 @@ main(void)
         cmocka_unit_test(test_metrics_block),
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_accepted_forms),
+        cmocka_unit_test(test_proxy_protocol),
         cmocka_unit_test(test_relative_paths),
         cmocka_unit_test(test_include),
         cmocka_unit_test(test_error_base_is_valid),
