@@ -38,6 +38,7 @@ enum trace_by {
     BY_NONE = 0, /* no verdict yet */
     BY_BACKEND,
     BY_EXSHIM,
+    BY_STREAM, /* the last leg went out on a request that streams: no status until it ends */
 };
 
 struct bridge_trace {
@@ -298,6 +299,15 @@ authbridge_set_expected_cbt(struct authbridge *st, const uint8_t md5[16])
 {
     memcpy(st->expected_cbt, md5, 16);
     st->have_expected_cbt = true;
+}
+
+bool
+authbridge_streaming(struct authbridge *st)
+{
+    bool done = false;
+    if (st->trace.have_auth)
+        trace_end(st, 0, BY_STREAM, "the request streams: no status until it ends", &done);
+    return done;
 }
 
 bool
@@ -849,7 +859,9 @@ authbridge_trace_format(struct authbridge *st, char *buf, size_t cap)
             cbt = memcmp(t->cbt_hash, st->expected_cbt, 16) == 0 ? "match" : "mismatch";
         out_kv(&b, "cbt", cbt);
     }
-    if (t->by != BY_NONE) {
+    if (t->by == BY_STREAM) {
+        out_kv(&b, "verdict", "streaming");
+    } else if (t->by != BY_NONE) {
         snprintf(num, sizeof(num), "%d", t->verdict);
         out_kv(&b, "verdict", num);
         out_kv(&b, "by", t->by == BY_BACKEND ? "backend" : "exshim");

@@ -131,6 +131,14 @@ void authbridge_resp_clear(struct authbridge_resp *r);
 bool authbridge_trace_pending(const struct authbridge *st);
 
 /*
+ * The request that carried the handshake's last leg (an NTLM AUTHENTICATE) streams for a long
+ * time with no status (RPC_IN_DATA holds its body open for hours): the handshake's trace ends
+ * now with verdict "streaming" instead of when the channel closes. Returns true when the caller
+ * should log authbridge_trace_format() now. Borrows st.
+ */
+bool authbridge_streaming(struct authbridge *st);
+
+/*
  * Writes the current handshake's trace record into buf (capacity cap >= 1) as space-separated
  * key=value pairs, always NUL-terminated, cut short if it does not fit:
  *   route="/mapi" backend_offers=Negotiate client_offers=NTLM scheme=NTLM tokens=ntlm1/ntlm3

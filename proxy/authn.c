@@ -141,6 +141,13 @@ authn_request(struct authn *a, const struct conf_route *route, const struct h1_h
     return v;
 }
 
+void
+authn_request_streams(struct authn *a)
+{
+    if (authbridge_streaming(a->bridge))
+        trace_log(a);
+}
+
 bool
 authn_response(struct authn *a, const struct conf_route *route, const struct h1_head *resp,
                struct evbuffer *head_out)

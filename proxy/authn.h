@@ -41,6 +41,10 @@ enum authn_verdict authn_request(struct authn *a, const struct conf_route *route
                                  struct evbuffer *local_out, const char **scheme_out,
                                  const char **why_out);
 
+/* The request just forwarded streams with no response head until it ends (RPC_IN_DATA): the
+ * auth trace of the handshake it completes is written now. */
+void authn_request_streams(struct authn *a);
+
 /*
  * Response side: emits into head_out the WWW-Authenticate lines the client should see for a
  * response with the given status and the backend's headers (all of them, so order is kept).

@@ -639,6 +639,10 @@ start_request(struct session *s, size_t head_len)
     headers_request(&a.h, &a.t, authz, authline, &hc, head);
     s->mchan = metrics_channel_open(&a.h);
     s->req_body = a.body;
+    /* An RPC_IN_DATA channel gets no status until it ends, hours later: its handshake's trace
+     * line is written now, not when the channel closes. */
+    if (s->req_conn_auth && !a.body.done && h1_slice_eq(a.h.method, "RPC_IN_DATA"))
+        authn_request_streams(s->auth);
     evbuffer_drain(in, head_len);
     s->req = s->req_body.done ? REQ_DONE : REQ_BODY;
     arm_timer(s, a.route->body_timeout_ms);

@@ -26,6 +26,13 @@ grep -q '^pdus=1000 ok' "$T/rpch.out" || fail "1,000 PDUs not echoed in order: $
 n=$(grep -c 'auth conn=.* vdir=/rpc scheme=NTLM mech=ntlm user=LAB\\alice verdict=ok' "$LAB_LOG")
 [ "$n" -ge 2 ] || fail "expected both channels authenticated at the lab, saw $n"
 grep -q 'method=RPC_OUT_DATA path=/rpc/rpcproxy.dll' "$T/exshim.log" || fail "no RPC_OUT_DATA in exshim's log"
+# The IN channel's handshake is traced when its AUTHENTICATE goes out (verdict=streaming: the
+# channel has no status until it ends), so its auth line comes before the channel's access line.
+awk '/ auth sid=.* verdict=streaming/ { for (i = 1; i <= NF; i++) if ($i ~ /^sid=/) seen[$i] = NR }
+     / access sid=.* method=RPC_IN_DATA .* status=0 / { for (i = 1; i <= NF; i++) if ($i ~ /^sid=/) {
+         if (!($i in seen) || seen[$i] > NR) bad = 1; n++ } }
+     END { exit (n > 0 && !bad) ? 0 : 1 }' "$T/exshim.log" ||
+    fail "the RPC_IN_DATA handshake was not traced when it completed: $(grep -E ' auth sid=| method=RPC_IN_DATA' "$T/exshim.log" | head -4)"
 log "ok: RPC/HTTP through exshim: RTS handshake, 1,000 PDUs IN -> OUT in order"
 
 "$PY" "$LABPY/mapi.py" --port "$XP" --tls --sni mail.contoso.test --executes 100 --wait \

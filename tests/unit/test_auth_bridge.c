@@ -704,6 +704,41 @@ test_cbt_in_trace(void **state)
     }
 }
 
+/* An AUTHENTICATE on a request that streams (RPC_IN_DATA): the trace ends when it is
+ * forwarded, with verdict "streaming"; a later final response adds nothing; no AUTHENTICATE,
+ * no early end. */
+static void
+test_streaming_trace(void **state)
+{
+    uint8_t hash[32], expected[16], msg[256];
+    char authz[512], line[512];
+    size_t n, elen;
+    struct conf_route route;
+    struct authbridge *st = authbridge_new();
+    struct authbridge_req r;
+    struct authbridge_resp rr;
+    (void)state;
+    memset(&route, 0, sizeof(route));
+    memset(hash, 0x42, sizeof(hash));
+    assert_int_equal(ntlmmsg_cbt_expected(hash, sizeof(hash), expected), 0);
+    assert_false(authbridge_streaming(st)); /* nothing to report yet */
+    n = auth_with_cbt(msg, expected);
+    memcpy(authz, "NTLM ", 5);
+    assert_int_equal(authb64_encode(msg, n, authz + 5, sizeof(authz) - 5, &elen), 0);
+    assert_int_equal(authbridge_on_request(st, &route, authz, 5 + elen, &r), 0);
+    assert_int_equal(r.action, AUTHBRIDGE_PASS);
+    assert_true(authbridge_streaming(st));
+    authbridge_trace_format(st, line, sizeof(line));
+    if (strstr(line, "verdict=streaming") == NULL || strstr(line, "mic=yes") == NULL)
+        fail_msg("streaming trace: %s", line);
+    assert_false(authbridge_streaming(st)); /* once */
+    assert_int_equal(authbridge_on_response(st, &route, 200, NULL, 0, &rr), 0);
+    assert_false(rr.trace_done);
+    authbridge_req_clear(&r);
+    authbridge_resp_clear(&rr);
+    authbridge_free(st);
+}
+
 static void
 test_trace_format_small_buffer(void **state)
 {
@@ -736,6 +771,7 @@ main(void)
         cmocka_unit_test(test_scenarios),
         cmocka_unit_test(test_every_prefix_rejected),
         cmocka_unit_test(test_cbt_in_trace),
+        cmocka_unit_test(test_streaming_trace),
         cmocka_unit_test(test_big_challenge_wrapped),
         cmocka_unit_test(test_trace_format_small_buffer),
     };
