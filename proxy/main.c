@@ -1075,6 +1075,7 @@ main(int argc, char **argv)
             if (!m.stopping) {
                 log_info("signal %d: stopping workers", sig);
                 notify_stopping("stopping: workers drain within grace");
+                metrics_set_draining();
             }
             m.stopping = true;
             for (size_t i = 0; i < m.ngens; i++)

@@ -838,11 +838,24 @@ static int listen_fd = -1, wake_rd = -1, wake_wr = -1, bound_port;
 static pthread_t thread;
 static bool running;
 
-/* The /healthz answer: the status to send and its body (static). The one place to extend it
- * (draining, for instance). */
+/* Set by the master from the moment the node stops taking work (SIGTERM): an L4 balancer
+ * that checks /healthz sends no new connections while the channels finish. */
+static bool node_draining;
+
+void
+metrics_set_draining(void)
+{
+    __atomic_store_n(&node_draining, true, __ATOMIC_RELAXED);
+}
+
+/* The /healthz answer: the status to send and its body (static). */
 static int
 healthz(const char **body_out)
 {
+    if (__atomic_load_n(&node_draining, __ATOMIC_RELAXED)) {
+        *body_out = "draining\n";
+        return 503;
+    }
     *body_out = "ok\n";
     return 200;
 }
@@ -883,6 +896,7 @@ respond(int fd, const struct timespec *start, int status, const char *ctype, con
                          : status == 404 ? "Not Found"
                          : status == 405 ? "Method Not Allowed"
                          : status == 400 ? "Bad Request"
+                         : status == 503 ? "Service Unavailable"
                                          : "Internal Server Error";
     char head[256];
     int n = snprintf(head, sizeof(head),

@@ -45,13 +45,18 @@ void metrics_gen_free(struct metrics_gen *mg);
 
 /*
  * Starts the metrics listener on host:port (numeric) and its thread: GET /metrics (the
- * exposition text), GET /healthz (200 "ok"). Call before the first fork with every signal
- * blocked. Returns 0, or -1 with err. Children forked later close the listener by themselves.
+ * exposition text), GET /healthz (200 "ok"; 503 "draining" once stopping). Call before the first
+ * fork with every signal blocked. Returns 0, or -1 with err. Children forked later close the
+ * listener by themselves.
  */
 int metrics_listen(const char *host, const char *port, char *err, size_t errlen);
 
 /* The port metrics_listen bound (for port 0), or 0 when not listening. */
 int metrics_port(void);
+
+/* From now on GET /healthz answers 503 "draining" (the master calls it on SIGTERM), so an L4
+ * balancer stops sending new connections while the node's channels finish. */
+void metrics_set_draining(void);
 
 /* Stops the thread and closes the listener. Accepts being called without metrics_listen. */
 void metrics_stop(void);

@@ -214,5 +214,20 @@ settle 'exshim_workers' 2
 timeout 20 tail --pid="$RPCH2_PID" -f /dev/null 2>/dev/null
 expect 'exshim_requests_total{route="/ews",code_class="2xx"}' 8
 
+# ---- a stopping node tells its balancer: /healthz 503 while a channel drains ----------------
+bg rpch3 "$PY" -u "$LABPY/rpch.py" --port "$PLAIN_PORT" --auth none --pdus 1 --hold 30 --expect-fail
+settle 'exshim_channels{kind="rpc_out"}' 1
+code=$(curl -s --max-time 5 -o "$T/healthz.txt" -w '%{http_code}' "http://127.0.0.1:$MPORT/healthz")
+[ "$code" = 200 ] || fail "/healthz before the stop: $code"
+kill -TERM "$EXSHIM_PID"
+code=
+for _ in $(seq 50); do
+    code=$(curl -s --max-time 2 -o "$T/healthz.txt" -w '%{http_code}' "http://127.0.0.1:$MPORT/healthz")
+    [ "$code" = 503 ] && break
+    sleep 0.1
+done
+[ "$code" = 503 ] && [ "$(cat "$T/healthz.txt")" = draining ] ||
+    fail "/healthz while draining: $code $(cat "$T/healthz.txt")"
+
 ops_stop
-pass "promtool accepts the scrape; counts, bytes, gauges and reload totals match"
+pass "promtool accepts the scrape; counts, bytes, gauges and reload totals match; /healthz 503 while draining"
