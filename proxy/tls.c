@@ -314,13 +314,6 @@ tlsctx_ssl_client(SSL_CTX *ctx, const char *sni, bool verify)
     return ssl;
 }
 
-const char *
-tlsctx_describe(SSL *ssl, char *buf, size_t len)
-{
-    snprintf(buf, len, "%s %s", SSL_get_version(ssl), SSL_get_cipher_name(ssl));
-    return buf;
-}
-
 static int
 cert_hash(X509 *x, unsigned char out[32])
 {
@@ -448,13 +441,6 @@ const char *
 tlsctx_library_version(void)
 {
     return OpenSSL_version(OPENSSL_VERSION);
-}
-
-const char *
-tlsctx_err_string(unsigned long e, char *buf, size_t len)
-{
-    ERR_error_string_n(e, buf, len);
-    return buf;
 }
 
 void

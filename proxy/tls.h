@@ -32,18 +32,12 @@ struct ssl_st *tlsctx_ssl_client(struct ssl_ctx_st *ctx, const char *sni, bool v
 /* Empties OpenSSL's error queue into buf as "reason; reason". Returns buf. */
 const char *tlsctx_errors(char *buf, size_t len);
 
-/* Describes the negotiated protocol and cipher of an established SSL ("TLSv1.3 AES..."). */
-const char *tlsctx_describe(struct ssl_st *ssl, char *buf, size_t len);
-
 /* SHA-256 of the DER leaf certificate of a chain file (the RFC 5929 tls-server-end-point hash
  * for SHA-256 and weaker signature algorithms). Returns 0 or -1. */
 int tlsctx_chain_hash(const char *chain_file, unsigned char out[32]);
 
 /* The same hash of the certificate the peer presented on ssl. Returns 0 or -1. */
 int tlsctx_peer_hash(struct ssl_st *ssl, unsigned char out[32]);
-
-/* Text of one OpenSSL error code (from bufferevent_get_openssl_error). Returns buf. */
-const char *tlsctx_err_string(unsigned long e, char *buf, size_t len);
 
 /* "OpenSSL 3.0.x ..." as linked at run time. */
 const char *tlsctx_library_version(void);
