@@ -316,6 +316,15 @@ authbridge_trace_pending(const struct authbridge *st)
     return st->trace.active && !st->trace.reported;
 }
 
+bool
+authbridge_idle(const struct authbridge *st)
+{
+    /* The offers of an initial 401 are kept for the next handshake's trace and its restart. */
+    return st->leg == LEG_IDLE && st->mode == MODE_NONE && !st->restart &&
+           !authbridge_trace_pending(st) && st->offers.n == 0 && st->backend_offers[0] == '\0' &&
+           st->client_offers[0] == '\0';
+}
+
 void
 authbridge_req_clear(struct authbridge_req *r)
 {

@@ -131,6 +131,15 @@ void authbridge_resp_clear(struct authbridge_resp *r);
 bool authbridge_trace_pending(const struct authbridge *st);
 
 /*
+ * True when st holds nothing a later call needs: no handshake in progress, no restart owed, no
+ * trace waiting to be reported, no offers of an initial 401 remembered. Such a state behaves like a
+ * fresh one from authbridge_new() plus the expected channel-binding hash, so the caller may free it
+ * and start afresh when a credential or a 401 comes (an idle keep-alive connection then holds no
+ * bridge).
+ */
+bool authbridge_idle(const struct authbridge *st);
+
+/*
  * The request that carried the handshake's last leg (an NTLM AUTHENTICATE) streams for a long
  * time with no status (RPC_IN_DATA holds its body open for hours): the handshake's trace ends
  * now with verdict "streaming" instead of when the channel closes. Returns true when the caller

@@ -19,10 +19,36 @@
 
 #define MAX_WWW 16
 
+/* The bridge state (about 1.5 KiB) exists only while a handshake needs it: created by the
+ * first credential or 401, freed again once it is idle, so an idle keep-alive connection or a
+ * held channel whose handshake is over holds only this small struct. */
 struct authn {
     uint64_t sid;
-    struct authbridge *bridge;
+    struct authbridge *bridge; /* NULL: the fresh state */
+    bool have_cbt;
+    uint8_t cbt[16];
 };
+
+/* The bridge, created if absent; NULL when memory ran out. */
+static struct authbridge *
+bridge_of(struct authn *a)
+{
+    if (a->bridge == NULL) {
+        a->bridge = authbridge_new();
+        if (a->bridge != NULL && a->have_cbt)
+            authbridge_set_expected_cbt(a->bridge, a->cbt);
+    }
+    return a->bridge;
+}
+
+static void
+bridge_release_if_idle(struct authn *a)
+{
+    if (a->bridge != NULL && authbridge_idle(a->bridge)) {
+        authbridge_free(a->bridge);
+        a->bridge = NULL;
+    }
+}
 
 static void
 trace_log(struct authn *a)
@@ -40,11 +66,6 @@ authn_new(uint64_t session_id)
     if (a == NULL)
         return NULL;
     a->sid = session_id;
-    a->bridge = authbridge_new();
-    if (a->bridge == NULL) {
-        free(a);
-        return NULL;
-    }
     return a;
 }
 
@@ -53,7 +74,7 @@ authn_free(struct authn *a)
 {
     if (a == NULL)
         return;
-    if (authbridge_trace_pending(a->bridge))
+    if (a->bridge != NULL && authbridge_trace_pending(a->bridge))
         trace_log(a);
     authbridge_free(a->bridge);
     free(a);
@@ -62,14 +83,19 @@ authn_free(struct authn *a)
 void
 authn_backend_lost(struct authn *a)
 {
-    authbridge_reset(a->bridge);
+    if (a->bridge != NULL)
+        authbridge_reset(a->bridge); /* a fresh state has no handshake to restart */
 }
 
 void
 authn_set_backend_cert(struct authn *a, const unsigned char hash[32])
 {
     uint8_t md5[16];
-    if (ntlmmsg_cbt_expected(hash, 32, md5) == 0)
+    if (ntlmmsg_cbt_expected(hash, 32, md5) != 0)
+        return;
+    memcpy(a->cbt, md5, sizeof(a->cbt));
+    a->have_cbt = true;
+    if (a->bridge != NULL)
         authbridge_set_expected_cbt(a->bridge, md5);
 }
 
@@ -103,8 +129,14 @@ authn_request(struct authn *a, const struct conf_route *route, const struct h1_h
     struct authbridge_req r = {0};
     enum authn_verdict v = AUTHN_FORWARD;
 
+    if (authz == NULL && a->bridge == NULL)
+        return AUTHN_FORWARD; /* what the bridge does for a fresh state without credentials */
     if (authz != NULL)
         *scheme_out = scheme_of(authz->value.p, authz->value.len);
+    if (bridge_of(a) == NULL) {
+        *why_out = "out of memory";
+        return AUTHN_LOCAL_400;
+    }
     if (authbridge_on_request(a->bridge, route, authz ? authz->value.p : NULL,
                               authz ? authz->value.len : 0, &r) != 0) {
         *why_out = "out of memory";
@@ -138,13 +170,14 @@ authn_request(struct authn *a, const struct conf_route *route, const struct h1_h
     if (r.trace_done)
         trace_log(a);
     authbridge_req_clear(&r);
+    bridge_release_if_idle(a);
     return v;
 }
 
 void
 authn_request_streams(struct authn *a)
 {
-    if (authbridge_streaming(a->bridge))
+    if (a->bridge != NULL && authbridge_streaming(a->bridge))
         trace_log(a);
 }
 
@@ -164,7 +197,11 @@ authn_response(struct authn *a, const struct conf_route *route, const struct h1_
             n++;
         }
     }
-    if (authbridge_on_response(a->bridge, route, resp->status, www, n, &r) != 0)
+    /* A fresh state ignores interim and non-401 responses: only a 401 needs the bridge. */
+    if (a->bridge == NULL && resp->status != 401)
+        return false;
+    if (bridge_of(a) == NULL ||
+        authbridge_on_response(a->bridge, route, resp->status, www, n, &r) != 0)
         return false; /* out of memory: the backend's offers pass unchanged */
     if (r.www_action == AUTHBRIDGE_WWW_SET) {
         for (size_t i = 0; i < r.www.n; i++)
@@ -174,5 +211,6 @@ authn_response(struct authn *a, const struct conf_route *route, const struct h1_
     if (r.trace_done)
         trace_log(a);
     authbridge_resp_clear(&r);
+    bridge_release_if_idle(a);
     return set;
 }

@@ -739,6 +739,56 @@ test_streaming_trace(void **state)
     authbridge_free(st);
 }
 
+/* authbridge_idle: what lets proxy/authn.c free the state of a connection between handshakes.
+ * Fresh and after a Basic credential: idle. A first NTLM leg in flight, an initial 401's offers
+ * remembered, a lost backend owing a restart, a trace not yet reported: not idle. */
+static void
+test_idle(void **state)
+{
+    char line[512];
+    struct conf_route route;
+    struct authbridge *st = authbridge_new();
+    struct authbridge_req r;
+    struct authbridge_resp rr;
+    struct authbridge_slice www[1] = {{"NTLM", 4}};
+    (void)state;
+    memset(&route, 0, sizeof(route));
+    assert_true(authbridge_idle(st));
+    assert_int_equal(authbridge_on_request(st, &route, "Basic dTpw", 10, &r), 0);
+    assert_int_equal(r.action, AUTHBRIDGE_PASS);
+    authbridge_req_clear(&r);
+    assert_true(authbridge_idle(st));
+    assert_int_equal(authbridge_on_request(st, &route, NULL, 0, &r), 0);
+    authbridge_req_clear(&r);
+    assert_true(authbridge_idle(st));
+
+    assert_int_equal(authbridge_on_request(st, &route, "NTLM " NEG_B64, 5 + strlen(NEG_B64), &r),
+                     0);
+    authbridge_req_clear(&r);
+    assert_false(authbridge_idle(st)); /* leg in flight, trace open */
+    authbridge_reset(st);              /* the backend went away mid-handshake */
+    assert_false(authbridge_idle(st)); /* a restart is owed */
+    authbridge_free(st);
+
+    st = authbridge_new();
+    assert_int_equal(authbridge_on_response(st, &route, 401, www, 1, &rr), 0);
+    authbridge_resp_clear(&rr);
+    assert_false(authbridge_idle(st)); /* the initial 401's offers are remembered */
+    authbridge_free(st);
+
+    st = authbridge_new();
+    assert_int_equal(authbridge_on_request(st, &route, "NTLM " NEG_B64, 5 + strlen(NEG_B64), &r),
+                     0);
+    authbridge_req_clear(&r);
+    assert_int_equal(authbridge_on_response(st, &route, 200, NULL, 0, &rr), 0);
+    authbridge_resp_clear(&rr);
+    assert_true(authbridge_trace_pending(st));
+    assert_false(authbridge_idle(st)); /* the trace must be logged first */
+    authbridge_trace_format(st, line, sizeof(line));
+    assert_true(authbridge_idle(st));
+    authbridge_free(st);
+}
+
 static void
 test_trace_format_small_buffer(void **state)
 {
@@ -774,6 +824,7 @@ main(void)
         cmocka_unit_test(test_streaming_trace),
         cmocka_unit_test(test_big_challenge_wrapped),
         cmocka_unit_test(test_trace_format_small_buffer),
+        cmocka_unit_test(test_idle),
     };
     return cmocka_run_group_tests_name("auth_bridge", tests, NULL, NULL);
 }
