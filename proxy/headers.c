@@ -6,41 +6,88 @@
 
 #include <event2/buffer.h>
 
-/* Is name one of the headers listed in a Connection header of h? Every token is looked at:
- * there is no cap. */
-static bool
-listed_in_connection(const struct h1_head *h, struct h1_slice name)
+/* The Connection headers of a head, found once so that each header's hop-by-hop test looks
+ * only at them (a head of n headers costs O(n), not O(n^2)). More than MAX_CONN: all are
+ * scanned again per header, which is correct, only slower. */
+#define MAX_CONN 4
+struct conn_lines {
+    const struct h1_header *v[MAX_CONN];
+    size_t n;
+    bool many;
+};
+
+static void
+conn_lines_find(const struct h1_head *h, struct conn_lines *c)
 {
-    if (h1_slice_eq(name, "Content-Length") || h1_slice_eq(name, "Transfer-Encoding") ||
-        h1_slice_eq(name, "Host"))
-        return false;
+    c->n = 0;
+    c->many = false;
     for (size_t i = 0; i < h->nheaders; i++) {
         if (!h1_slice_eq(h->headers[i].name, "Connection"))
             continue;
-        const char *p = h->headers[i].value.p, *end = p + h->headers[i].value.len;
-        while (p < end) {
-            while (p < end && (*p == ' ' || *p == '\t' || *p == ','))
-                p++;
-            const char *st = p;
-            while (p < end && *p != ',' && *p != ' ' && *p != '\t')
-                p++;
-            if ((size_t)(p - st) == name.len && name.len > 0 &&
-                strncasecmp(st, name.p, name.len) == 0)
-                return true;
+        if (c->n == MAX_CONN) {
+            c->many = true;
+            return;
         }
+        c->v[c->n++] = &h->headers[i];
+    }
+}
+
+static bool
+token_in(struct h1_slice list, struct h1_slice name)
+{
+    const char *p = list.p, *end = p + list.len;
+    while (p < end) {
+        while (p < end && (*p == ' ' || *p == '\t' || *p == ','))
+            p++;
+        const char *st = p;
+        while (p < end && *p != ',' && *p != ' ' && *p != '\t')
+            p++;
+        if ((size_t)(p - st) == name.len && name.len > 0 && strncasecmp(st, name.p, name.len) == 0)
+            return true;
     }
     return false;
 }
 
-bool
-headers_hop_by_hop(const struct h1_head *h, struct h1_slice name)
+/* Is name one of the headers listed in a Connection header of h? Every token is looked at:
+ * there is no cap. */
+static bool
+listed_in_connection(const struct h1_head *h, const struct conn_lines *c, struct h1_slice name)
+{
+    if (c->n == 0 && !c->many)
+        return false;
+    if (h1_slice_eq(name, "Content-Length") || h1_slice_eq(name, "Transfer-Encoding") ||
+        h1_slice_eq(name, "Host"))
+        return false;
+    if (c->many) {
+        for (size_t i = 0; i < h->nheaders; i++)
+            if (h1_slice_eq(h->headers[i].name, "Connection") &&
+                token_in(h->headers[i].value, name))
+                return true;
+        return false;
+    }
+    for (size_t i = 0; i < c->n; i++)
+        if (token_in(c->v[i]->value, name))
+            return true;
+    return false;
+}
+
+static bool
+hop_by_hop(const struct h1_head *h, const struct conn_lines *c, struct h1_slice name)
 {
     static const char *const hop[] = {"Connection", "Keep-Alive", "Proxy-Connection", "TE",
                                       "Upgrade"};
     for (size_t i = 0; i < sizeof(hop) / sizeof(hop[0]); i++)
         if (h1_slice_eq(name, hop[i]))
             return true;
-    return listed_in_connection(h, name);
+    return listed_in_connection(h, c, name);
+}
+
+bool
+headers_hop_by_hop(const struct h1_head *h, struct h1_slice name)
+{
+    struct conn_lines c;
+    conn_lines_find(h, &c);
+    return hop_by_hop(h, &c, name);
 }
 
 int
@@ -65,6 +112,40 @@ add_line(struct evbuffer *out, struct h1_slice line)
     evbuffer_add(out, "\r\n", 2);
 }
 
+/* Kept header lines are copied in runs: consecutive lines of the received head are one
+ * contiguous span (each line's CRLF included), so a run costs one evbuffer_add. */
+struct run {
+    const char *p;
+    size_t len;
+};
+
+static void
+run_flush(struct evbuffer *out, struct run *r)
+{
+    if (r->len > 0)
+        evbuffer_add(out, r->p, r->len);
+    r->len = 0;
+}
+
+static void
+run_keep(struct evbuffer *out, struct run *r, struct h1_slice line)
+{
+    /* The line must be followed by its CRLF in the received buffer to join a run; the parser
+     * guarantees it, the check keeps this safe for any head. */
+    if (line.p[line.len] != '\r' || line.p[line.len + 1] != '\n') {
+        run_flush(out, r);
+        add_line(out, line);
+        return;
+    }
+    if (r->len > 0 && r->p + r->len == line.p) {
+        r->len += line.len + 2;
+        return;
+    }
+    run_flush(out, r);
+    r->p = line.p;
+    r->len = line.len + 2;
+}
+
 void
 headers_request(const struct h1_head *h, const struct target *t, const struct h1_header *authz,
                 struct evbuffer *authline, const struct headers_client *client,
@@ -83,9 +164,12 @@ headers_request(const struct h1_head *h, const struct target *t, const struct h1
         evbuffer_add(out, h->method.p, (size_t)(h->target.p + h->target.len - h->method.p));
     }
     evbuffer_add_printf(out, " HTTP/1.%d\r\n", h->version_minor);
+    struct conn_lines c;
+    struct run r = {NULL, 0};
+    conn_lines_find(h, &c);
     for (size_t i = 0; i < h->nheaders; i++) {
         const struct h1_header *x = &h->headers[i];
-        if (headers_hop_by_hop(h, x->name))
+        if (hop_by_hop(h, &c, x->name))
             continue;
         if (h1_slice_eq(x->name, "X-Forwarded-For") || h1_slice_eq(x->name, "X-Forwarded-Proto") ||
             h1_slice_eq(x->name, "X-Forwarded-Host"))
@@ -93,12 +177,14 @@ headers_request(const struct h1_head *h, const struct target *t, const struct h1
         if (h1_slice_eq(x->name, "Host"))
             host = x;
         if (x == authz) {
+            run_flush(out, &r);
             if (authline != NULL)
                 evbuffer_add_buffer(out, authline);
             continue;
         }
-        add_line(out, x->line);
+        run_keep(out, &r, x->line);
     }
+    run_flush(out, &r);
     evbuffer_add_printf(out, "X-Forwarded-For: %s\r\nX-Forwarded-Proto: %s\r\n", client->ip,
                         client->tls ? "https" : "http");
     if (host != NULL) {
@@ -121,19 +207,24 @@ headers_response(const struct h1_head *h, struct evbuffer *www, bool close, int 
         evbuffer_add(out, h->reason.p, h->reason.len);
     }
     evbuffer_add(out, "\r\n", 2);
+    struct conn_lines c;
+    struct run r = {NULL, 0};
+    conn_lines_find(h, &c);
     for (size_t i = 0; i < h->nheaders; i++) {
         const struct h1_header *x = &h->headers[i];
-        if (headers_hop_by_hop(h, x->name))
+        if (hop_by_hop(h, &c, x->name))
             continue;
         if (www != NULL && h1_slice_eq(x->name, "WWW-Authenticate")) {
             /* the rewritten offers take the place of the backend's first offer line */
+            run_flush(out, &r);
             if (!www_done)
                 evbuffer_add_buffer(out, www);
             www_done = true;
             continue;
         }
-        add_line(out, x->line);
+        run_keep(out, &r, x->line);
     }
+    run_flush(out, &r);
     if (www != NULL && !www_done)
         evbuffer_add_buffer(out, www);
     if (h->status >= 200) {

@@ -13,6 +13,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
+#include <strings.h>
 #include <sys/types.h>
 
 /* Upper bound for any head; conf max_header_bytes is checked against it. */
@@ -90,11 +92,22 @@ int h1_parse_response(const char *buf, size_t len, bool head_request, struct h1_
                       struct h1_header *hdrs, size_t maxhdrs, int *status_out,
                       const char **why_out);
 
+/* The byte rules of a header block [p, end): every line ends in CRLF, no NUL, no control byte
+ * but HTAB, no DEL, no line starting with whitespace (obs-fold). NULL or the reason. Exposed
+ * for its unit test; h1_parse_request/response apply it. */
+const char *h1_scan_header_bytes(const char *p, const char *end);
+
 /* Finds the first header named NAME (case-insensitive). Returns a view or NULL. */
 const struct h1_header *h1_find(const struct h1_head *h, const char *name);
 
-/* Case-insensitive comparison of a slice with a C string. */
-bool h1_slice_eq(struct h1_slice s, const char *str);
+/* Case-insensitive comparison of a slice with a C string. Inline so that with a literal the
+ * length is a constant and most names are told apart by their length alone. */
+static inline bool
+h1_slice_eq(struct h1_slice s, const char *str)
+{
+    size_t n = strlen(str);
+    return s.len == n && strncasecmp(s.p, str, n) == 0;
+}
 
 /* True when the comma-separated list in s contains TOKEN (case-insensitive). */
 bool h1_list_has(struct h1_slice s, const char *token);

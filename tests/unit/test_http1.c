@@ -16,8 +16,7 @@
 #define NH 64
 
 static int
-parse_req(const char *text, struct h1_head *h, struct h1_header *hd, int *status,
-          const char **why)
+parse_req(const char *text, struct h1_head *h, struct h1_header *hd, int *status, const char **why)
 {
     size_t len = strlen(text);
     size_t end = h1_head_end(text, len);
@@ -81,19 +80,22 @@ struct bad_case {
 };
 
 static const struct bad_case bad_cases[] = {
-    {"CL with TE", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+    {"CL with TE",
+     "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n", 400},
+    {"TE with CL",
+     "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n", 400},
+    {"two CL differ",
+     "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n", 400},
+    {"two CL same", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n",
      400},
-    {"TE with CL", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n",
-     400},
-    {"two CL differ", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n", 400},
-    {"two CL same", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n", 400},
     {"CL list", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 5\r\n\r\n", 400},
     {"CL letters", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 12a\r\n\r\n", 400},
     {"CL negative", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: -1\r\n\r\n", 400},
     {"CL plus", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +5\r\n\r\n", 400},
     {"CL huge", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999999999999999\r\n\r\n", 400},
     {"TE gzip", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n", 400},
-    {"TE chunked,gzip", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, gzip\r\n\r\n", 400},
+    {"TE chunked,gzip", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
+     400},
     {"obs-fold", "GET / HTTP/1.1\r\nHost: a\r\nX-A: a\r\n b\r\n\r\n", 400},
     {"obs-fold tab", "GET / HTTP/1.1\r\nHost: a\r\nX-A: a\r\n\tb\r\n\r\n", 400},
     {"bare CR", "GET / HTTP/1.1\r\nHost: a\r\nX-A: a\rb\r\n\r\n", 400},
@@ -114,8 +116,8 @@ static const struct bad_case bad_cases[] = {
     {"Host userinfo", "GET / HTTP/1.1\r\nHost: u@a\r\n\r\n", 400},
     {"Host bad port", "GET / HTTP/1.1\r\nHost: a:99999\r\n\r\n", 400},
     {"1.0 with TE", "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", 400},
-    {"1.0 with TE and CL", "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n",
-     400},
+    {"1.0 with TE and CL",
+     "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n", 400},
 };
 
 static void
@@ -149,6 +151,69 @@ test_nul_in_header(void **state)
     assert_int_equal(st, 400);
 }
 
+/* What h1_scan_header_bytes must decide, one byte at a time: the reference for its fast path. */
+static bool
+scan_ref_ok(const char *p, size_t n)
+{
+    bool line_start = true;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)p[i];
+        if (c == '\r') {
+            if (i + 1 >= n || p[i + 1] != '\n')
+                return false;
+            i++;
+            line_start = true;
+            continue;
+        }
+        if (c == '\n' || c == 0x7f || (c < 0x20 && c != '\t') ||
+            (line_start && (c == ' ' || c == '\t')))
+            return false;
+        line_start = false;
+    }
+    return true;
+}
+
+/* The header byte scan reads ordinary bytes 8 at a time: every byte value at every offset of a
+ * block of short and long lines (every alignment of the word, line starts and ends included)
+ * gets the byte-at-a-time verdict; through h1_parse_request, a control byte or DEL is a 400. */
+static void
+test_control_byte_every_offset(void **state)
+{
+    static const char base[] = "Host: a\r\nX-Long: vvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvv\r\n"
+                               "X-B: b\r\nX-C: \x80\xff\tq\r\n";
+    char buf[sizeof(base)];
+    (void)state;
+    assert_true(scan_ref_ok(base, sizeof(base) - 1));
+    assert_null(h1_scan_header_bytes(base, base + sizeof(base) - 1));
+    for (int c = 0; c < 256; c++) {
+        for (size_t off = 0; off < sizeof(base) - 1; off++) {
+            memcpy(buf, base, sizeof(base));
+            buf[off] = (char)c;
+            bool want = scan_ref_ok(buf, sizeof(base) - 1);
+            const char *why = h1_scan_header_bytes(buf, buf + sizeof(base) - 1);
+            if (want != (why == NULL))
+                fail_msg("byte 0x%02x at offset %zu: scan says %s", (unsigned)c, off,
+                         why ? why : "ok");
+        }
+    }
+    static const char req[] = "GET / HTTP/1.1\r\nHost: a\r\nX-L: aaaaaaaaaaaaaaaaaaa\r\n\r\n";
+    char r[sizeof(req)];
+    for (int c = 0; c < 0x80; c++) {
+        if (c >= 0x20 && c != 0x7f)
+            continue;
+        if (c == '\t')
+            continue;
+        memcpy(r, req, sizeof(req));
+        r[sizeof(req) - 10] = (char)c;
+        struct h1_head h;
+        struct h1_header hd[NH];
+        int st = 0;
+        const char *why = NULL;
+        assert_int_equal(h1_parse_request(r, sizeof(req) - 1, &h, hd, NH, &st, &why), H1_ERROR);
+        assert_int_equal(st, 400);
+    }
+}
+
 static void
 test_too_many_headers(void **state)
 {
@@ -174,8 +239,8 @@ test_every_prefix_incomplete(void **state)
     size_t head = strlen(r) - 4;
     long pg = sysconf(_SC_PAGESIZE);
     /* Each prefix ends against a PROT_NONE page, so a read past the end faults. */
-    char *map = mmap(NULL, (size_t)pg * 2, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-                     -1, 0);
+    char *map =
+        mmap(NULL, (size_t)pg * 2, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     assert_true(map != MAP_FAILED);
     assert_int_equal(mprotect(map + pg, (size_t)pg, PROT_NONE), 0);
     for (size_t len = 0; len < head; len++) {
@@ -226,13 +291,15 @@ test_content_length_limits(void **state)
     struct h1_header hd[NH];
     int st;
     const char *why;
-    assert_int_equal(parse_req("PUT / HTTP/1.1\r\nHost: a\r\nContent-Length: 9223372036854775807\r\n\r\n", &h,
-                               hd, &st, &why),
-                     H1_OK);
+    assert_int_equal(
+        parse_req("PUT / HTTP/1.1\r\nHost: a\r\nContent-Length: 9223372036854775807\r\n\r\n", &h,
+                  hd, &st, &why),
+        H1_OK);
     assert_true(h.content_length == 9223372036854775807ULL);
-    assert_int_equal(parse_req("PUT / HTTP/1.1\r\nHost: a\r\nContent-Length: 9223372036854775808\r\n\r\n", &h,
-                               hd, &st, &why),
-                     H1_ERROR);
+    assert_int_equal(
+        parse_req("PUT / HTTP/1.1\r\nHost: a\r\nContent-Length: 9223372036854775808\r\n\r\n", &h,
+                  hd, &st, &why),
+        H1_ERROR);
     assert_int_equal(st, 400);
 }
 
@@ -243,10 +310,11 @@ test_upgrade_is_plain_request(void **state)
     struct h1_header hd[NH];
     int st;
     const char *why;
-    assert_int_equal(parse_req("GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
-                               "Content-Length: 2\r\n\r\n",
-                               &h, hd, &st, &why),
-                     H1_OK);
+    assert_int_equal(
+        parse_req("GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+                  "Content-Length: 2\r\n\r\n",
+                  &h, hd, &st, &why),
+        H1_OK);
     assert_true(h.upgrade);
     assert_int_equal(h.body, H1_BODY_LENGTH);
 }
@@ -258,9 +326,10 @@ test_expect_continue(void **state)
     struct h1_header hd[NH];
     int st;
     const char *why;
-    assert_int_equal(parse_req("POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n",
-                               &h, hd, &st, &why),
-                     H1_OK);
+    assert_int_equal(
+        parse_req("POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n",
+                  &h, hd, &st, &why),
+        H1_OK);
     assert_true(h.expect_continue);
 }
 
@@ -285,7 +354,8 @@ test_response_framing(void **state)
         uint64_t cl;
         int status;
     } cases[] = {
-        {"HTTP/1.1 200 Success\r\nContent-Type: application/rpc\r\nContent-Length: 1073741824\r\n\r\n",
+        {"HTTP/1.1 200 Success\r\nContent-Type: application/rpc\r\nContent-Length: "
+         "1073741824\r\n\r\n",
          false, H1_BODY_LENGTH, 1073741824ULL, 200},
         {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", false, H1_BODY_CHUNKED, 0, 200},
         {"HTTP/1.1 200 OK\r\nServer: x\r\n\r\n", false, H1_BODY_EOF, 0, 200},
@@ -331,6 +401,7 @@ main(void)
         cmocka_unit_test(test_headers_byte_for_byte),
         cmocka_unit_test(test_smuggling_table),
         cmocka_unit_test(test_nul_in_header),
+        cmocka_unit_test(test_control_byte_every_offset),
         cmocka_unit_test(test_too_many_headers),
         cmocka_unit_test(test_every_prefix_incomplete),
         cmocka_unit_test(test_keep_alive_rules),
