@@ -16,6 +16,7 @@
 #include "proxy/climit.h"
 #include "proxy/health.h"
 #include "proxy/log.h"
+#include "proxy/metrics.h"
 #include "proxy/ppaccept.h"
 #include "proxy/session.h"
 
@@ -91,6 +92,8 @@ accept_error_cb(struct evconnlistener *l, void *arg)
     struct listen_arg *la = arg;
     struct worker *w = la->w;
     int err = EVUTIL_SOCKET_ERROR();
+    if (err == EMFILE || err == ENFILE)
+        metrics_accept_starved();
     if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
         log_warnx("accept: %s; pausing accepts for 100 ms (%zu sessions open)", strerror(err),
                   w->reg.n);
