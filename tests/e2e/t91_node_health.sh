@@ -8,9 +8,11 @@
 #     (nothing left, nothing accepted for 2 s).
 # (b) under a small descriptor limit, idle connections exhaust the worker: /healthz says
 #     "cannot accept: descriptor limit" meanwhile and 200 again within 6 s of their close; the
-#     worker backs off instead of spinning on accept() (its CPU time stays small).
+#     worker backs off instead of spinning on accept() (its CPU time stays small). Then a
+#     drain held by one connection: SIGHUP ignored, SIGTERM makes it a stop within grace.
 # (c) health-checked backends: one route's only server down leaves /healthz 200; every
-#     route's down: 503 "no healthy backend"; 200 again once they are back.
+#     route's down: 503 "no healthy backend"; 200 again once they are back; then -s drain:
+#     "draining" wins, exshim_draining is 1, a PROXY protocol connection is still answered.
 . "$(dirname "$0")/lib.sh"
 . "$E2E_DIR/ops.sh"
 . "$E2E_DIR/health.sh"
@@ -137,7 +139,12 @@ kill -0 "$EXSHIM_PID" 2>/dev/null || fail "exshim exited less than 2 s after a c
 out=$(curl -s -i --max-time 5 "http://127.0.0.1:$PLAIN_PORT/owa/?last") || fail "last request failed"
 last_ms=$(now_ms)
 grep -qi '^connection: close' <<<"$out" || fail "last request: no Connection: close: $out"
-timeout 10 tail --pid="$EXSHIM_PID" -f /dev/null || fail "exshim still running 10 s after the last request"
+n=200 # 10 s in steps of 50 ms (tail --pid would only look once a second)
+while kill -0 "$EXSHIM_PID" 2>/dev/null && [ "$(ps -o stat= -p "$EXSHIM_PID" | cut -c1)" != Z ]; do
+    n=$((n - 1))
+    [ "$n" -gt 0 ] || fail "exshim still running 10 s after the last request"
+    sleep 0.05
+done
 exit_ms=$(now_ms)
 wait "$EXSHIM_PID"
 rc=$?
@@ -206,7 +213,25 @@ log "connections closed: /healthz 200 again after $ms ms"
 [ "$ms" -le 6500 ] || fail "/healthz 200 only $ms ms after the connections closed, want <= 6500"
 c=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "http://127.0.0.1:$PLAIN_PORT/owa/?after-emfile")
 [ "$c" = 200 ] || fail "request after the exhaustion: HTTP $c"
-ops_stop
+# a drain held open by a connection: SIGHUP is ignored, SIGTERM turns it into a stop (grace 2 s)
+rm -f "$T/hold.stop"
+bg hold2 $PY "$T/hold.py" "$PLAIN_PORT" 1 "$T/hold.stop"
+wait_log "$T/hold2.log" '^holding' 5 || fail "could not open a connection"
+"$EXSHIM" -s drain -p "$T/exshim.pid" || fail "-s drain"
+wait_log "$T/exshim.log" 'info: drain: .* 1 sessions open' 2 || fail "no drain line with 1 session"
+"$EXSHIM" -s reload -p "$T/exshim.pid" || fail "-s reload"
+wait_log "$T/exshim.log" 'SIGHUP while draining: ignored' 2 || fail "SIGHUP during the drain not ignored"
+sleep 2.5
+kill -0 "$EXSHIM_PID" 2>/dev/null || fail "exshim ended its drain with a connection open"
+stop_ms=$(now_ms)
+kill -TERM "$EXSHIM_PID"
+timeout 10 tail --pid="$EXSHIM_PID" -f /dev/null || fail "exshim still running 10 s after SIGTERM"
+wait "$EXSHIM_PID" || fail "exshim exited $? after a drain turned stop"
+stopped=$(($(now_ms) - stop_ms))
+[ "$stopped" -le 4500 ] || fail "the stop during the drain took $stopped ms (grace 2 s)"
+grep -q 'signal 15: stopping workers (the drain becomes a stop)' "$T/exshim.log" ||
+    fail "no 'drain becomes a stop' line"
+touch "$T/hold.stop"
 
 # ---- (c) every backend down ---------------------------------------------------------------
 hlab_start 1
@@ -216,7 +241,9 @@ workers = 2;
 log_level = "info";
 grace = "2s";
 metrics = { address = "127.0.0.1:0"; };
-listeners = ( { name = "plain"; address = "127.0.0.1:0"; } );
+listeners = ( { name = "plain"; address = "127.0.0.1:0"; },
+              { name = "pp"; address = "127.0.0.1:0"; proxy_protocol = true;
+                proxy_from = [ "127.0.0.1" ]; } );
 backends = (
   { name = "owa"; servers = [ "127.0.0.1:$LAB1_PORT" ]; connect_timeout = "1s";
     health = { path = "/owa/healthcheck.htm"; interval = "300ms"; timeout = "200ms";
@@ -247,6 +274,13 @@ wait_healthz "503 no healthy backend" 5 >/dev/null
 # draining wins over the backend state in the body
 "$EXSHIM" -s drain -p "$T/exshim.pid" || fail "-s drain"
 wait_healthz "503 draining" 1 >/dev/null
+# a PROXY protocol connection accepted during the drain is answered too (here the 503 of a
+# pool with no healthy server), not closed
+PP_PORT=$(listener_port pp)
+out=$(curl -s -i --max-time 5 --haproxy-protocol "http://127.0.0.1:$PP_PORT/owa/?pp-during") ||
+    fail "PROXY connection during the drain: curl failed"
+grep -q '^HTTP/1.1 503' <<<"$out" && grep -qi '^connection: close' <<<"$out" ||
+    fail "PROXY connection during the drain: $out"
 curl -s --max-time 3 "http://127.0.0.1:$MPORT/metrics" | grep -q '^exshim_draining 1$' ||
     fail "exshim_draining is not 1 while draining"
 timeout 10 tail --pid="$EXSHIM_PID" -f /dev/null || fail "exshim did not end its drain (no session)"
