@@ -29,6 +29,7 @@ struct hcheck {
 };
 
 struct health_pool {
+    struct health *h; /* the worker's set of pools */
     struct event_base *base;
     size_t bi; /* index of be in the configuration */
     const struct conf_backend *be;
@@ -41,10 +42,27 @@ struct health_pool {
 };
 
 struct health {
+    const struct conf *conf;
     struct health_pool *pools;
     size_t npools;
     struct backend_rt *rts;
 };
+
+/* For /healthz: whether some route still has a server that may take new connections. Only
+ * checked pools can hold a server down, so this reads marks and logs nothing. */
+static void
+publish_usable(const struct health *h)
+{
+    const struct conf *c = h->conf;
+    bool any = c->nroutes == 0;
+    for (size_t r = 0; r < c->nroutes && !any; r++) {
+        const struct conf_route *rt = &c->routes[r];
+        struct health_pool *p = &h->pools[rt->backend];
+        for (size_t k = 0; k < p->be->nservers && !any; k++)
+            any = health_state_of(p, rt, k) != HEALTH_DOWN;
+    }
+    metrics_backends_usable(any);
+}
 
 bool
 health_mark_result(struct health_mark *m, bool ok, unsigned rise, unsigned fall)
@@ -87,6 +105,8 @@ check_done(struct hcheck *hc, bool ok, const char *why)
         metrics_server_health(p->bi, hc->server, hc->mark.up,
                               (double)took.tv_sec + (double)took.tv_usec / 1e6);
     }
+    if (changed)
+        publish_usable(p->h);
     if (!changed) {
         if (!ok)
             log_debug("backend %s server %s:%s for %s: check failed: %s", p->be->name, sv->host,
@@ -259,15 +279,18 @@ health_start(struct event_base *base, const struct conf *c, struct backend_rt *r
         free(h);
         return NULL;
     }
+    h->conf = c;
     h->npools = c->nbackends;
     h->rts = rts;
     for (size_t i = 0; i < c->nbackends; i++) {
+        h->pools[i].h = h;
         if (pool_init(&h->pools[i], base, c, i, &rts[i]) != 0) {
             health_free(h);
             return NULL;
         }
         rts[i].health = &h->pools[i];
     }
+    publish_usable(h);
     return h;
 }
 
@@ -354,10 +377,12 @@ health_connect_failed(struct health_pool *p, size_t server, const char *why)
             m->up = false;
             m->run = 0;
         }
-        if (was_up)
+        if (was_up) {
             log_warnx("backend %s server %s:%s is down for every health path (connect failed: "
                       "%s); up again after %u passed checks",
                       p->be->name, sv->host, sv->port, why, p->be->health.rise);
+            publish_usable(p->h);
+        }
         return;
     }
     struct timeval now, d = {.tv_sec = HEALTH_PASSIVE_RETRY_MS / 1000, .tv_usec = 0};

@@ -16,6 +16,9 @@
  * them it is only suspect and is tried again after HEALTH_PASSIVE_RETRY_MS.
  *
  * Each pool also counts this worker's open backend connections per server (leastconn).
+ *
+ * For GET /healthz the worker publishes one summary after every change of a mark (through
+ * metrics_backends_usable): whether some route still has a server that is not down.
  */
 #ifndef PROXY_HEALTH_H
 #define PROXY_HEALTH_H

@@ -9,6 +9,9 @@
  *                the old one stops accepting and drains (drain_timeout, max_generations);
  *                a file that does not load leaves the old generation running
  *   SIGTERM/INT  every generation stops within `grace`
+ *   SIGUSR2      node drain (exshim -s drain): /healthz says "draining" so the balancer moves
+ *                away, the current generation keeps accepting but closes every connection
+ *                after its next response; exit once idle for 2 s or at drain_timeout
  *   SIGUSR1      the log file is reopened, by the master and every worker
  *   SIGCHLD      a worker of the current generation that died is replaced
  */
@@ -62,8 +65,8 @@ usage(FILE *f)
                "                 written again after each reload\n"
                "  -p PIDFILE     write the master's pid there once the workers listen; removed\n"
                "                 at exit\n"
-               "  -s SIGNAL      send reload (SIGHUP), stop (SIGTERM), drain (SIGTERM, for now)\n"
-               "                 or reopen (SIGUSR1) to the exshim whose pid is in -p PIDFILE\n"
+               "  -s SIGNAL      send reload (SIGHUP), stop (SIGTERM), drain (SIGUSR2) or\n"
+               "                 reopen (SIGUSR1) to the exshim whose pid is in -p PIDFILE\n"
                "  -w WORKERS     number of worker processes, overrides `workers` in the file\n"
                "  -d             detach and run in the background (logs: log_file, if set)\n"
                "  -h             this help\n"
@@ -72,7 +75,14 @@ usage(FILE *f)
                "Signals: TERM/INT stop accepting, let exchanges in flight finish within `grace`,\n"
                "then exit 0. HUP reloads the configuration without dropping a connection: a\n"
                "new generation of workers takes over the listening sockets, the old one\n"
-               "drains within `drain_timeout`. USR1 reopens `log_file` (logrotate).\n");
+               "drains within `drain_timeout`. USR1 reopens `log_file` (logrotate).\n"
+               "USR2 (-s drain) takes the node out of an L4 balancer: /healthz answers 503\n"
+               "\"draining\" at once, the listeners keep accepting but every response closes\n"
+               "its connection, long-lived channels run on; exshim exits 0 once no session is\n"
+               "left and nothing was accepted for 2 s, or at `drain_timeout`. TERM during a\n"
+               "drain stops. /healthz also answers 503 \"cannot accept: descriptor limit\"\n"
+               "for 5 s after an accept failed for want of a descriptor, and 503 \"no healthy\n"
+               "backend\" while no route has a server up.\n");
 }
 
 static void
@@ -300,7 +310,11 @@ struct master {
     unsigned next_gen_id;
     time_t last_respawn;
     bool stopping;
-    char metrics_addr[300]; /* HOST:PORT of the metrics listener, "" when there is none */
+    bool node_draining;          /* SIGUSR2 (-s drain); a SIGTERM after it still stops */
+    struct timespec drain_start; /* CLOCK_MONOTONIC */
+    bool drain_killed;           /* the SIGKILL past drain_timeout was sent */
+    char drain_status[160];      /* the last STATUS= sent while draining */
+    char metrics_addr[300];      /* HOST:PORT of the metrics listener, "" when there is none */
 };
 
 static struct generation *
@@ -404,7 +418,8 @@ lsock_free(struct lsock *s)
     if (s == NULL)
         return;
     for (int i = 0; i < s->nfds; i++)
-        close(s->fds[i]);
+        if (s->fds[i] >= 0)
+            close(s->fds[i]);
     free(s->name);
     free(s->host);
     free(s->port);
@@ -826,6 +841,107 @@ drop_gen(struct master *m, size_t i)
     m->ngens--;
 }
 
+static size_t
+workers_alive(const struct master *m)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < m->ngens; i++)
+        n += (size_t)m->gens[i]->alive;
+    return n;
+}
+
+/*
+ * A worker of the current generation ended during a node drain: it is not replaced, and its
+ * listening sockets, which only the master still holds, are closed so the kernel hands new
+ * connections to the workers still running instead of queueing them where no one accepts.
+ */
+static void
+close_worker_slots(struct master *m, const struct generation *g, int index, int status)
+{
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        log_warnx("worker %d ended (%s %d) during the drain; not replaced", index,
+                  WIFSIGNALED(status) ? "signal" : "status",
+                  WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+    for (size_t li = 0; g->lmap != NULL && li < g->conf->nlisteners; li++) {
+        struct lsock *s = m->socks[g->lmap[li]];
+        for (int slot = 0; s != NULL && slot < s->nfds; slot++) {
+            if (slot_mine(g, slot, index) && s->fds[slot] >= 0) {
+                close(s->fds[slot]);
+                s->fds[slot] = -1;
+            }
+        }
+    }
+}
+
+/* Client connections open in every generation, or -1 when unknown (no metrics block). */
+static long
+open_sessions(const struct master *m)
+{
+    long n = 0;
+    for (size_t i = 0; i < m->ngens; i++) {
+        long k = metrics_client_connections(m->gens[i]->metrics);
+        if (k < 0)
+            return -1;
+        n += k;
+    }
+    return n;
+}
+
+static double
+seconds_since(const struct timespec *t)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (double)(now.tv_sec - t->tv_sec) + (double)(now.tv_nsec - t->tv_nsec) / 1e9;
+}
+
+static void
+drain_status(struct master *m)
+{
+    char st[160], sessions[32] = "?";
+    long n = open_sessions(m);
+    if (n >= 0)
+        snprintf(sessions, sizeof(sessions), "%ld", n);
+    snprintf(st, sizeof(st), "draining: %s sessions open, %zu workers left", sessions,
+             workers_alive(m));
+    if (strcmp(st, m->drain_status) == 0)
+        return;
+    snprintf(m->drain_status, sizeof(m->drain_status), "%s", st);
+    notify_status(st);
+}
+
+/*
+ * SIGUSR2 (exshim -s drain): the node leaves its L4 balancer. /healthz answers 503 "draining"
+ * at once; the current generation goes on accepting what the balancer still sends until its
+ * next check, but every response closes its connection; each worker ends once it has no
+ * session and accepted nothing for 2 s, or at drain_timeout (worker.c).
+ */
+static void
+node_drain(struct master *m)
+{
+    struct generation *g = current_gen(m);
+    if (m->stopping || m->node_draining) {
+        log_info("SIGUSR2 (drain) while %s: ignored", m->stopping ? "stopping" : "draining");
+        return;
+    }
+    m->node_draining = true;
+    clock_gettime(CLOCK_MONOTONIC, &m->drain_start);
+    metrics_set_draining();
+    signal_gen(g, WORKER_SIG_NODE_DRAIN);
+    char sessions[64] = "sessions open: unknown without a metrics block";
+    long n = open_sessions(m);
+    if (n >= 0)
+        snprintf(sessions, sizeof(sessions), "%ld sessions open", n);
+    log_info("drain: /healthz answers 503 \"draining\"; still accepting, every response closes "
+             "its connection; %s; exit once none is left and nothing was accepted for 2 s, or "
+             "at drain_timeout (%u ms)",
+             sessions, g->drain_ms);
+    char st[160];
+    snprintf(st, sizeof(st), "draining: %s", sessions);
+    notify_stopping(st);
+    snprintf(m->drain_status, sizeof(m->drain_status), "%s", st);
+}
+
 /* SIGCHLD: reaps every worker that ended; replaces those of the current generation. */
 static void
 reap(struct master *m)
@@ -843,7 +959,9 @@ reap(struct master *m)
             g->pids[i] = 0;
             g->alive--;
             metrics_worker_gone(g->metrics, i);
-            if (g != current_gen(m) || m->stopping) {
+            if (m->node_draining && g == current_gen(m))
+                close_worker_slots(m, g, i, st);
+            if (g != current_gen(m) || m->stopping || m->node_draining) {
                 if (g->alive == 0 && g != current_gen(m))
                     drop_gen(m, gi);
                 break;
@@ -893,17 +1011,20 @@ tick(struct master *m)
             signal_gen(g, SIGKILL);
         }
     }
+    struct generation *cur = current_gen(m);
+    if (m->node_draining && !m->stopping && cur != NULL) {
+        drain_status(m);
+        /* Past drain_timeout the workers end by themselves; this is for one that does not. */
+        if (!m->drain_killed && cur->alive > 0 &&
+            seconds_since(&m->drain_start) * 1000 >=
+                (double)cur->drain_ms + DRAIN_KILL_SLACK_S * 1000.0) {
+            log_warnx("drain: still running past drain_timeout; killing %d workers", cur->alive);
+            signal_gen(cur, SIGKILL);
+            m->drain_killed = true;
+        }
+    }
     process_metrics(m);
     log_flush();
-}
-
-static size_t
-workers_alive(const struct master *m)
-{
-    size_t n = 0;
-    for (size_t i = 0; i < m->ngens; i++)
-        n += (size_t)m->gens[i]->alive;
-    return n;
 }
 
 /* exshim -s reload|stop|drain|reopen -p PIDFILE */
@@ -916,8 +1037,10 @@ send_control(const char *what, const char *pid_path)
 
     if (strcmp(what, "reload") == 0)
         sig = SIGHUP;
-    else if (strcmp(what, "stop") == 0 || strcmp(what, "drain") == 0)
-        sig = SIGTERM; /* drain: the same as stop for now (see README, Operations) */
+    else if (strcmp(what, "stop") == 0)
+        sig = SIGTERM;
+    else if (strcmp(what, "drain") == 0)
+        sig = SIGUSR2;
     else if (strcmp(what, "reopen") == 0)
         sig = SIGUSR1;
     else {
@@ -1038,6 +1161,9 @@ main(int argc, char **argv)
     sigaddset(&set, SIGHUP);
     sigaddset(&set, SIGUSR1);
     sigaddset(&set, SIGUSR2);
+    /* not for the master: blocked so that a worker forked with this mask keeps it pending until
+     * its handler is in place */
+    sigaddset(&set, WORKER_SIG_NODE_DRAIN);
     sigprocmask(SIG_BLOCK, &set, NULL);
 
     if (g->conf->metrics_host != NULL) {
@@ -1073,7 +1199,8 @@ main(int argc, char **argv)
         case SIGTERM:
         case SIGINT:
             if (!m.stopping) {
-                log_info("signal %d: stopping workers", sig);
+                log_info("signal %d: stopping workers%s", sig,
+                         m.node_draining ? " (the drain becomes a stop)" : "");
                 notify_stopping("stopping: workers drain within grace");
                 metrics_set_draining();
             }
@@ -1082,10 +1209,13 @@ main(int argc, char **argv)
                 signal_gen(m.gens[i], SIGTERM);
             break;
         case SIGHUP:
-            if (m.stopping)
-                log_info("SIGHUP while stopping: ignored");
+            if (m.stopping || m.node_draining)
+                log_info("SIGHUP while %s: ignored", m.stopping ? "stopping" : "draining");
             else
                 reload(&m);
+            break;
+        case SIGUSR2:
+            node_drain(&m);
             break;
         case SIGUSR1:
             if (log_reopen() != 0)
@@ -1103,6 +1233,14 @@ main(int argc, char **argv)
             break;
         }
         tick(&m);
+    }
+    if (m.node_draining && !m.stopping) {
+        double took = seconds_since(&m.drain_start);
+        log_info("drain ended after %.1f s: %s", took,
+                 m.drain_killed ? "workers killed past drain_timeout"
+                 : took * 1000 >= (double)m.gens[m.ngens - 1]->drain_ms
+                     ? "drain_timeout reached, the sessions left were closed"
+                     : "no session left and nothing accepted for 2 s");
     }
     log_info("all workers stopped");
     if (m.pid_path != NULL)

@@ -57,6 +57,8 @@ static const struct {
                          "Open client connections, by listener."},
     [MF_CONFIG_LOAD] = {"exshim_config_load_seconds", MT_GAUGE,
                         "Duration of the last successful configuration load."},
+    [MF_DRAINING] = {"exshim_draining", MT_GAUGE,
+                     "1 once the node drains or stops (/healthz answers 503 draining), else 0."},
     [MF_GENERATIONS] = {"exshim_generations", MT_GAUGE,
                         "Generations of workers alive (the current one and those draining)."},
     [MF_RELOADS] = {"exshim_reloads_total", MT_COUNTER, "Reloads, by result."},
@@ -121,7 +123,13 @@ struct mserver {
  * per slot, nlisteners client connections, nservers backend connections, NCHANNEL channels.
  */
 /* A region is, in order: nroutes + 1 struct mroute, nlisteners struct mlistener, nservers
- * struct mserver, METRICS_MAX_WORKERS x gsize int64_t gauges. */
+ * struct mserver, METRICS_MAX_WORKERS x gsize int64_t gauges. After the gauges of a slot come
+ * two words for /healthz (cleared with the slot, like the gauges): */
+#define NNODE 2
+enum {
+    NODE_BACKENDS,    /* 0 not reported, 1 some route has a server up, 2 no route has one */
+    NODE_ACCEPT_FAIL, /* CLOCK_MONOTONIC ms of the last accept() that failed for want of an fd */
+};
 
 /* A generation's region and the labels it needs, copied (the master's conf goes away). */
 struct metrics_gen {
@@ -202,7 +210,7 @@ metrics_gen_new(const struct conf *c)
                      sv->port);
         }
     }
-    mg->gsize = mg->nlisteners + mg->nservers + NCHANNEL;
+    mg->gsize = mg->nlisteners + mg->nservers + NCHANNEL + NNODE;
     mg->map_len =
         (mg->nroutes + 1) * sizeof(struct mroute) + mg->nlisteners * sizeof(struct mlistener) +
         mg->nservers * sizeof(struct mserver) + METRICS_MAX_WORKERS * mg->gsize * sizeof(int64_t);
@@ -308,6 +316,36 @@ metrics_channel_close(int *kind)
     if (cur != NULL && *kind > 0 && *kind <= NCHANNEL)
         SUB(&mine[cur->nlisteners + cur->nservers + (size_t)*kind - 1], 1);
     *kind = 0;
+}
+
+/* The slot's /healthz words: after its gauges. */
+static int64_t *
+node_word(int64_t *slot_gauges, const struct metrics_gen *mg, int which)
+{
+    return &slot_gauges[mg->nlisteners + mg->nservers + NCHANNEL + (size_t)which];
+}
+
+static int64_t
+monotonic_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void
+metrics_backends_usable(bool any)
+{
+    if (cur != NULL)
+        __atomic_store_n(node_word(mine, cur, NODE_BACKENDS), any ? 1 : 2, __ATOMIC_RELAXED);
+}
+
+void
+metrics_accept_starved(void)
+{
+    /* CLOCK_MONOTONIC is one clock for every process, so the master can compare. */
+    if (cur != NULL)
+        __atomic_store_n(node_word(mine, cur, NODE_ACCEPT_FAIL), monotonic_ms(), __ATOMIC_RELAXED);
 }
 
 /*
@@ -603,6 +641,10 @@ metrics_render(const struct metrics_sample *s, size_t n, size_t *len_out)
 
 /* ---- the master's view ------------------------------------------------------------------ */
 
+/* Set by the master from the moment the node stops taking new work (-s drain, SIGTERM): an L4
+ * balancer that checks /healthz sends no new connections while the channels finish. */
+static bool node_draining;
+
 /* lock guards gens and retired; the process numbers are atomics. */
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static struct metrics_gen *gens; /* published, newest first */
@@ -660,6 +702,17 @@ gauge_sum(const struct metrics_gen *mg, size_t g)
     for (size_t w = 0; w < METRICS_MAX_WORKERS; w++)
         sum += LOAD(&mg->gauges[w * mg->gsize + g]);
     return sum;
+}
+
+long
+metrics_client_connections(const struct metrics_gen *mg)
+{
+    if (mg == NULL)
+        return -1;
+    int64_t n = 0;
+    for (size_t i = 0; i < mg->nlisteners; i++)
+        n += gauge_sum(mg, i);
+    return n > 0 ? (long)n : 0;
 }
 
 void
@@ -823,6 +876,7 @@ scrape(size_t *len_out)
     push3(&l, MF_RELOADS, (double)LOAD(&p_reloads_failed), "result", "failed", NULL, NULL, NULL,
           NULL);
     push(&l, MF_CONFIG_LOAD, (double)LOAD(&p_load_nanos) / 1e9);
+    push(&l, MF_DRAINING, LOAD(&node_draining) ? 1.0 : 0.0);
     if (!l.oom)
         text = metrics_render(l.s, metrics_merge(l.s, l.n), len_out);
     free(l.s);
@@ -838,26 +892,51 @@ static int listen_fd = -1, wake_rd = -1, wake_wr = -1, bound_port;
 static pthread_t thread;
 static bool running;
 
-/* Set by the master from the moment the node stops taking work (SIGTERM): an L4 balancer
- * that checks /healthz sends no new connections while the channels finish. */
-static bool node_draining;
-
 void
 metrics_set_draining(void)
 {
     __atomic_store_n(&node_draining, true, __ATOMIC_RELAXED);
 }
 
-/* The /healthz answer: the status to send and its body (static). */
-static int
-healthz(const char **body_out)
+int
+metrics_healthz_answer(const struct metrics_node_view *v, const char **body_out)
 {
-    if (__atomic_load_n(&node_draining, __ATOMIC_RELAXED)) {
+    if (v->draining) {
         *body_out = "draining\n";
+        return 503;
+    }
+    if (v->accept_fail_ms != 0 && v->now_ms - v->accept_fail_ms < METRICS_ACCEPT_FAIL_WINDOW_MS) {
+        *body_out = "cannot accept: descriptor limit\n";
+        return 503;
+    }
+    if (v->backends_none > 0 && v->backends_some == 0) {
+        *body_out = "no healthy backend\n";
         return 503;
     }
     *body_out = "ok\n";
     return 200;
+}
+
+/* The newest generation's slots only (the older ones accept nothing): a few hundred relaxed
+ * loads under the master's own lock; no scrape, no allocation. */
+int
+metrics_healthz(const char **body_out)
+{
+    struct metrics_node_view v = {.draining = __atomic_load_n(&node_draining, __ATOMIC_RELAXED),
+                                  .now_ms = monotonic_ms()};
+    pthread_mutex_lock(&lock);
+    const struct metrics_gen *mg = gens;
+    for (size_t w = 0; mg != NULL && !v.draining && w < METRICS_MAX_WORKERS; w++) {
+        int64_t *slot = &mg->gauges[w * mg->gsize];
+        int64_t b = LOAD(node_word(slot, mg, NODE_BACKENDS));
+        int64_t t = LOAD(node_word(slot, mg, NODE_ACCEPT_FAIL));
+        v.backends_some += b == 1;
+        v.backends_none += b == 2;
+        if (t > v.accept_fail_ms)
+            v.accept_fail_ms = t;
+    }
+    pthread_mutex_unlock(&lock);
+    return metrics_healthz_answer(&v, body_out);
 }
 
 static long
@@ -948,7 +1027,7 @@ serve(int fd)
         free(body);
     } else if (plen == 8 && strncmp(path, "/healthz", 8) == 0) {
         const char *body;
-        int status = healthz(&body);
+        int status = metrics_healthz(&body);
         respond(fd, &start, status, text, body, strlen(body));
     } else {
         respond(fd, &start, 404, text, "GET /metrics or /healthz\n", 25);

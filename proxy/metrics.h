@@ -45,7 +45,7 @@ void metrics_gen_free(struct metrics_gen *mg);
 
 /*
  * Starts the metrics listener on host:port (numeric) and its thread: GET /metrics (the
- * exposition text), GET /healthz (200 "ok"; 503 "draining" once stopping). Call before the first
+ * exposition text), GET /healthz (see metrics_healthz_answer). Call before the first
  * fork with every signal blocked. Returns 0, or -1 with err. Children forked later close the
  * listener by themselves.
  */
@@ -54,8 +54,9 @@ int metrics_listen(const char *host, const char *port, char *err, size_t errlen)
 /* The port metrics_listen bound (for port 0), or 0 when not listening. */
 int metrics_port(void);
 
-/* From now on GET /healthz answers 503 "draining" (the master calls it on SIGTERM), so an L4
- * balancer stops sending new connections while the node's channels finish. */
+/* From now on GET /healthz answers 503 "draining" and exshim_draining is 1 (the master calls
+ * it on -s drain and on SIGTERM), so an L4 balancer stops sending new connections while the
+ * node's channels finish. */
 void metrics_set_draining(void);
 
 /* Stops the thread and closes the listener. Accepts being called without metrics_listen. */
@@ -69,6 +70,9 @@ void metrics_reload_done(bool ok);
 
 /* How long the last successful configuration load took (conf_load, TLS contexts, backends). */
 void metrics_config_loaded(double seconds);
+
+/* Open client connections of mg's generation, all workers; -1 for NULL (no metrics). */
+long metrics_client_connections(const struct metrics_gen *mg);
 
 /* Worker slots per generation (worker index 0..METRICS_MAX_WORKERS-1), as main.c's MAX_WORKERS. */
 #define METRICS_MAX_WORKERS 256
@@ -109,6 +113,14 @@ void metrics_tls_failed(size_t li, const char *error);
 /* A connect to server si of backend bi failed. */
 void metrics_connect_failed(size_t bi, size_t si);
 
+/* This worker's backend health for /healthz: any is true when at least one route has a
+ * server that may take new connections. */
+void metrics_backends_usable(bool any);
+
+/* This worker's accept() just failed for want of a descriptor (EMFILE, ENFILE): /healthz
+ * says so for METRICS_ACCEPT_FAIL_WINDOW_MS. */
+void metrics_accept_starved(void);
+
 /* The open-connections gauge of server si of backend bi, for conn_count_in(); NULL without
  * metrics. Returns a view into the region. */
 int64_t *metrics_backend_gauge(size_t bi, size_t si);
@@ -119,6 +131,30 @@ int64_t *metrics_backend_gauge(size_t bi, size_t si);
  * exposed for it.
  */
 void metrics_server_health(size_t bi, size_t si, bool up, double check_seconds);
+
+/* ---- /healthz (pure; exported for tests) ------------------------------------------------ */
+
+#define METRICS_ACCEPT_FAIL_WINDOW_MS 5000
+
+/* What /healthz is decided from: the current generation's workers as they reported. */
+struct metrics_node_view {
+    bool draining;          /* -s drain or SIGTERM */
+    int64_t now_ms;         /* CLOCK_MONOTONIC */
+    int64_t accept_fail_ms; /* latest accept() failure for want of a descriptor, 0: none */
+    size_t backends_some;   /* workers that have a route with a usable server */
+    size_t backends_none; /* workers that have none; workers that did not report count in neither */
+};
+
+/*
+ * The status and body (static) of GET /healthz: 503 "draining\n" first; then 503 "cannot
+ * accept: descriptor limit\n" within the window after an accept failure; then 503 "no healthy
+ * backend\n" when some worker reported no usable server for any route and none reported one;
+ * else 200 "ok\n".
+ */
+int metrics_healthz_answer(const struct metrics_node_view *v, const char **body_out);
+
+/* The /healthz answer now, from the published regions (master side). */
+int metrics_healthz(const char **body_out);
 
 /* ---- exposition (pure; exported for tests) ---------------------------------------------- */
 
@@ -132,6 +168,7 @@ enum metrics_family {
     MF_CHANNELS,
     MF_CLIENT_CONNS,
     MF_CONFIG_LOAD,
+    MF_DRAINING,
     MF_GENERATIONS,
     MF_RELOADS,
     MF_REQUEST_BYTES,

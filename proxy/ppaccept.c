@@ -164,11 +164,9 @@ conn_done(struct ppconn *c, const struct proxyproto_header *h)
     /* session_accept copies the address; sa may point into c, so accept before freeing. The
      * event is deleted first: the session owns the fd from here on. */
     event_del(c->ev);
-    if (*pa->env->draining) {
-        close(fd);
-    } else {
-        session_accept(pa->env, li, fd, sa, salen);
-    }
+    /* Also while the worker drains: this connection was accepted (a node drain still accepts)
+     * and its client is waiting; the session closes after one exchange. */
+    session_accept(pa->env, li, fd, sa, salen);
     conn_free(c);
     if (pa->accepted != NULL)
         pa->accepted(pa->arg);

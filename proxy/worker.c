@@ -1,4 +1,5 @@
-/* Worker process: event loop, inherited listening sockets, drain on SIGTERM or SIGUSR2. */
+/* Worker process: event loop, inherited listening sockets, drain on SIGTERM, SIGUSR2 or the node
+ * drain signal. */
 #include "proxy/worker.h"
 
 #include <errno.h>
@@ -8,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -16,6 +18,7 @@
 #include "proxy/climit.h"
 #include "proxy/health.h"
 #include "proxy/log.h"
+#include "proxy/metrics.h"
 #include "proxy/ppaccept.h"
 #include "proxy/session.h"
 
@@ -23,6 +26,49 @@ struct listen_arg {
     struct worker *w;
     size_t index;
 };
+
+/* A node drain ends this long after the last accept once no session is left. */
+#define NODE_DRAIN_QUIET_MS 2000
+
+/* Draining for a reload or a stop closes the listeners; a node drain keeps accepting until a
+ * stop. */
+static bool
+accepting(const struct worker *w)
+{
+    return !w->draining || (w->node_drain && !w->stopping);
+}
+
+static long
+ms_since(const struct timespec *t)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (now.tv_sec - t->tv_sec) * 1000 + (now.tv_nsec - t->tv_nsec) / 1000000;
+}
+
+/* Node drain: with no session left, the worker ends once nothing was accepted for the quiet
+ * time (the balancer has moved on); checked again when that time is up. */
+static void
+node_drain_check(struct worker *w)
+{
+    if (!w->node_drain || w->stopping || w->reg.n > 0 || w->quiet_timer == NULL)
+        return;
+    long left = NODE_DRAIN_QUIET_MS - ms_since(&w->last_accept);
+    if (left <= 0) {
+        log_info("node drain: no session left and nothing accepted for %d ms; exiting",
+                 NODE_DRAIN_QUIET_MS);
+        event_base_loopexit(w->base, NULL);
+        return;
+    }
+    struct timeval tv = {.tv_sec = left / 1000, .tv_usec = (left % 1000) * 1000};
+    evtimer_add(w->quiet_timer, &tv);
+}
+
+static void
+quiet_cb(evutil_socket_t fd, short what, void *arg)
+{
+    node_drain_check(arg);
+}
 
 /*
  * max_connections: at the cap the listeners stop accepting, so further clients wait in the
@@ -33,7 +79,7 @@ static void
 set_accepting(struct worker *w)
 {
     bool full = w->reg.n >= w->conf->max_connections;
-    if (full == w->accept_full || w->draining || w->listeners == NULL)
+    if (full == w->accept_full || !accepting(w) || w->listeners == NULL)
         return;
     w->accept_full = full;
     for (size_t i = 0; i < w->nlisten; i++) {
@@ -55,10 +101,12 @@ static void
 accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen, void *arg)
 {
     struct listen_arg *la = arg;
-    if (la->w->draining) {
+    if (!accepting(la->w)) {
         close(fd);
         return;
     }
+    if (la->w->node_drain)
+        clock_gettime(CLOCK_MONOTONIC, &la->w->last_accept);
     if (la->w->conf->listeners[la->index].proxy_protocol)
         ppaccept_start(la->w->pp, la->index, fd, sa, salen);
     else
@@ -77,7 +125,7 @@ static void
 accept_retry_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct worker *w = arg;
-    if (w->draining || w->accept_full)
+    if (!accepting(w) || w->accept_full)
         return;
     for (size_t i = 0; i < w->nlisten; i++)
         if (w->listeners[i] != NULL)
@@ -91,6 +139,8 @@ accept_error_cb(struct evconnlistener *l, void *arg)
     struct listen_arg *la = arg;
     struct worker *w = la->w;
     int err = EVUTIL_SOCKET_ERROR();
+    if (err == EMFILE || err == ENFILE)
+        metrics_accept_starved();
     if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
         log_warnx("accept: %s; pausing accepts for 100 ms (%zu sessions open)", strerror(err),
                   w->reg.n);
@@ -181,6 +231,37 @@ handover_cb(evutil_socket_t sig, short what, void *arg)
         evtimer_add(w->drain_timer, &tv);
 }
 
+/*
+ * The node drain signal (exshim -s drain): the balancer takes this node out when /healthz says
+ * "draining", but connections it sends until its next check must still be served, so the
+ * listeners stay open. Every response from now on says Connection: close (session.c reads
+ * w->draining), long-lived channels run until they end; the worker ends once it has no
+ * session and accepted nothing for NODE_DRAIN_QUIET_MS, or at drain_timeout.
+ */
+static void
+node_drain_cb(evutil_socket_t sig, short what, void *arg)
+{
+    struct worker *w = arg;
+    if (w->draining)
+        return; /* already superseded or stopping */
+    w->draining = true;
+    w->node_drain = true;
+    clock_gettime(CLOCK_MONOTONIC, &w->last_accept);
+    log_debug("node drain: %zu sessions open; still accepting (drain_timeout %u ms)", w->reg.n,
+              w->conf->drain_timeout_ms);
+    if (w->conf->drain_timeout_ms == 0) {
+        event_base_loopexit(w->base, NULL); /* as for a reload: no drain at all */
+        return;
+    }
+    struct timeval tv = {.tv_sec = w->conf->drain_timeout_ms / 1000,
+                         .tv_usec = (w->conf->drain_timeout_ms % 1000) * 1000};
+    w->drain_timer = evtimer_new(w->base, drain_timeout_cb, w);
+    if (w->drain_timer != NULL)
+        evtimer_add(w->drain_timer, &tv);
+    w->quiet_timer = evtimer_new(w->base, quiet_cb, w);
+    node_drain_check(w);
+}
+
 static void
 reopen_cb(evutil_socket_t sig, short what, void *arg)
 {
@@ -203,7 +284,7 @@ term_cb(evutil_socket_t sig, short what, void *arg)
     w->stopping = true;
     log_info("signal %d: draining %zu sessions (grace %u ms)", (int)sig, w->reg.n,
              w->conf->grace_ms);
-    if (!w->draining)
+    if (!w->draining || w->node_drain)
         stop_listening(w);
     w->draining = true;
     health_stop(w->health);
@@ -224,7 +305,9 @@ static void
 session_gone(void *arg)
 {
     struct worker *w = arg;
-    if (w->draining && w->reg.n == 0)
+    if (w->node_drain && !w->stopping)
+        node_drain_check(w);
+    else if (w->draining && w->reg.n == 0)
         event_base_loopexit(w->base, NULL);
     if (w->accept_full)
         set_accepting(w);
@@ -286,15 +369,18 @@ worker_run(struct worker *w, int ready_fd)
     w->accept_retry = evtimer_new(w->base, accept_retry_cb, w);
     w->sig_reload = evsignal_new(w->base, SIGUSR2, handover_cb, w);
     w->sig_reopen = evsignal_new(w->base, SIGUSR1, reopen_cb, w);
+    w->sig_node_drain = evsignal_new(w->base, WORKER_SIG_NODE_DRAIN, node_drain_cb, w);
     w->close_timer = evtimer_new(w->base, close_listeners_cb, w);
     w->log_timer = event_new(w->base, -1, EV_PERSIST, log_timer_cb, w);
     event_priority_set(w->sig_term, 0);
     event_priority_set(w->sig_int, 0);
     event_priority_set(w->sig_reload, 0);
+    event_priority_set(w->sig_node_drain, 0);
     evsignal_add(w->sig_term, NULL);
     evsignal_add(w->sig_int, NULL);
     evsignal_add(w->sig_reload, NULL);
     evsignal_add(w->sig_reopen, NULL);
+    evsignal_add(w->sig_node_drain, NULL);
     struct timeval second = {1, 0};
     evtimer_add(w->log_timer, &second);
     /* The master forks with these signals blocked; a signal sent before here is delivered

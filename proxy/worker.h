@@ -6,11 +6,13 @@
 #ifndef PROXY_WORKER_H
 #define PROXY_WORKER_H
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include <sys/socket.h>
+#include <time.h>
 
 #include "conf/conf.h"
 #include "proxy/session.h"
@@ -24,6 +26,11 @@ struct session;
 struct climit;
 struct health;
 struct ppaccept;
+
+/* The master's node drain request to the workers of the current generation (exshim -s drain
+ * arrives at the master as SIGUSR2, which workers already use for the hand-over). A real-time
+ * signal: nothing else sends it, unlike SIGWINCH from a terminal. */
+#define WORKER_SIG_NODE_DRAIN (SIGRTMIN + 1)
 
 struct worker {
     int index;
@@ -39,8 +46,11 @@ struct worker {
     size_t nlisten;
     struct event *sig_term, *sig_int, *grace_timer, *accept_retry;
     struct event *sig_reload, *sig_reopen, *drain_timer, *close_timer, *log_timer;
-    bool stopping; /* SIGTERM: drain within grace (draining is set too) */
-    bool draining;
+    struct event *sig_node_drain, *quiet_timer;
+    bool stopping;               /* SIGTERM: drain within grace (draining is set too) */
+    bool draining;               /* every response says Connection: close (session.c) */
+    bool node_drain;             /* draining but still accepting, until stopping (see worker_run) */
+    struct timespec last_accept; /* node drain: CLOCK_MONOTONIC of the last accept */
     bool accept_full;            /* accepting paused at max_connections */
     struct climit *climit;       /* per-address counts; NULL without max_connections_per_client */
     struct health *health;       /* this worker's backend checks (proxy/health.h) */
@@ -55,7 +65,9 @@ struct worker {
  * Signals: SIGTERM/SIGINT stop (idle sessions close, busy ones within conf->grace_ms);
  * SIGUSR2 hands over to a newer generation (stop accepting; every session ends on its own, a
  * keep-alive one after its next response, within conf->drain_timeout_ms); SIGUSR1 reopens
- * the log file.
+ * the log file; WORKER_SIG_NODE_DRAIN drains while still accepting (every response closes its
+ * connection) and ends once no session is left and nothing was accepted for 2 s, or at
+ * conf->drain_timeout_ms; a SIGTERM after it is a stop.
  */
 int worker_run(struct worker *w, int ready_fd);
 

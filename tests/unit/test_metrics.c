@@ -1,5 +1,5 @@
 /* Unit tests for proxy/metrics: the exposition writer (label escaping, sorting, merging), the
- * auth trace classification and the TLS failure reasons. */
+ * auth trace classification, the TLS failure reasons and the /healthz verdict. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -169,8 +169,7 @@ test_tls_reason(void **state)
                         "protocol_version");
     assert_string_equal(metrics_tls_reason("error:0A0000C1:SSL routines::no shared cipher"),
                         "no_shared_cipher");
-    assert_string_equal(metrics_tls_reason("error:0A00009C:SSL routines::http request"),
-                        "not_tls");
+    assert_string_equal(metrics_tls_reason("error:0A00009C:SSL routines::http request"), "not_tls");
     assert_string_equal(metrics_tls_reason("closed during the TLS handshake"), "eof");
     assert_string_equal(metrics_tls_reason("timeout"), "timeout");
     assert_string_equal(metrics_tls_reason("something else"), "other");
@@ -193,14 +192,74 @@ test_hooks_without_region(void **state)
     assert_int_equal(kind, 0);
 }
 
+static void
+test_healthz_answer(void **state)
+{
+    const char *body;
+    struct metrics_node_view v = {.now_ms = 100000};
+    assert_int_equal(metrics_healthz_answer(&v, &body), 200);
+    assert_string_equal(body, "ok\n");
+    /* an accept failure counts for the window, not after */
+    v.accept_fail_ms = v.now_ms - METRICS_ACCEPT_FAIL_WINDOW_MS + 1;
+    assert_int_equal(metrics_healthz_answer(&v, &body), 503);
+    assert_string_equal(body, "cannot accept: descriptor limit\n");
+    v.accept_fail_ms = v.now_ms - METRICS_ACCEPT_FAIL_WINDOW_MS;
+    assert_int_equal(metrics_healthz_answer(&v, &body), 200);
+    /* no healthy backend only when no worker reported one */
+    v.backends_none = 2;
+    assert_int_equal(metrics_healthz_answer(&v, &body), 503);
+    assert_string_equal(body, "no healthy backend\n");
+    v.backends_some = 1;
+    assert_int_equal(metrics_healthz_answer(&v, &body), 200);
+    /* the descriptor limit is said before the backends, draining before everything */
+    v.backends_some = 0;
+    v.accept_fail_ms = v.now_ms;
+    assert_int_equal(metrics_healthz_answer(&v, &body), 503);
+    assert_string_equal(body, "cannot accept: descriptor limit\n");
+    v.draining = true;
+    assert_int_equal(metrics_healthz_answer(&v, &body), 503);
+    assert_string_equal(body, "draining\n");
+}
+
+/* Through a real region: workers' reports in their slots, read back as the master does. */
+static void
+test_healthz_region(void **state)
+{
+    struct conf c = {0};
+    const char *body;
+    struct metrics_gen *mg = metrics_gen_new(&c);
+    assert_non_null(mg);
+    metrics_gen_publish(mg);
+    assert_int_equal(metrics_healthz(&body), 200); /* nobody reported: not a failure */
+    metrics_attach(mg, 3);
+    metrics_backends_usable(false);
+    assert_int_equal(metrics_healthz(&body), 503);
+    assert_string_equal(body, "no healthy backend\n");
+    metrics_attach(mg, 200);
+    metrics_backends_usable(true);
+    assert_int_equal(metrics_healthz(&body), 200);
+    metrics_worker_gone(mg, 200); /* its report goes with it */
+    assert_int_equal(metrics_healthz(&body), 503);
+    metrics_attach(mg, 3);
+    metrics_backends_usable(true);
+    metrics_accept_starved();
+    assert_int_equal(metrics_healthz(&body), 503);
+    assert_string_equal(body, "cannot accept: descriptor limit\n");
+    metrics_worker_gone(mg, 3);
+    assert_int_equal(metrics_healthz(&body), 200);
+    metrics_attach(NULL, 0);
+    metrics_gen_free(mg);
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_label_escaping),     cmocka_unit_test(test_label_too_long),
+        cmocka_unit_test(test_label_escaping),       cmocka_unit_test(test_label_too_long),
         cmocka_unit_test(test_merge_sorts_and_sums), cmocka_unit_test(test_render),
-        cmocka_unit_test(test_render_large),       cmocka_unit_test(test_auth_outcome),
-        cmocka_unit_test(test_tls_reason),         cmocka_unit_test(test_hooks_without_region),
+        cmocka_unit_test(test_render_large),         cmocka_unit_test(test_auth_outcome),
+        cmocka_unit_test(test_tls_reason),           cmocka_unit_test(test_hooks_without_region),
+        cmocka_unit_test(test_healthz_answer),       cmocka_unit_test(test_healthz_region),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
