@@ -142,8 +142,19 @@ accept_error_cb(struct evconnlistener *l, void *arg)
     if (err == EMFILE || err == ENFILE)
         metrics_accept_starved();
     if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
-        log_warnx("accept: %s; pausing accepts for 100 ms (%zu sessions open)", strerror(err),
-                  w->reg.n);
+        /* One line per 10 s of exhaustion (with how often it recurred), not one per pause. */
+        static time_t last_log;
+        static unsigned quiet;
+        time_t t = time(NULL);
+        if (t - last_log >= 10) {
+            log_warnx("accept: %s; pausing accepts for 100 ms (%zu sessions open; %u more "
+                      "pauses since the last line)",
+                      strerror(err), w->reg.n, quiet);
+            last_log = t;
+            quiet = 0;
+        } else {
+            quiet++;
+        }
         for (size_t i = 0; i < w->nlisten; i++)
             if (w->listeners[i] != NULL)
                 evconnlistener_disable(w->listeners[i]);
