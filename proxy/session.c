@@ -46,10 +46,9 @@ log_access(struct session *s)
     if (s->edge_req)
         xlog_user(&s->xlog, edgeauth_user(s->edge));
     if (s->xlog.open)
-        metrics_exchange(s->route, s->xlog.status, s->xlog.bytes_in, s->xlog.bytes_out);
+        metrics_exchange(s->xlog.route, s->xlog.status, s->xlog.bytes_in, s->xlog.bytes_out);
     metrics_channel_close(&s->mchan);
-    xlog_write(&s->xlog, conf_of(s)->access_log, s->id, s->peer, s->be,
-               s->be ? &s->be->servers[s->server] : NULL, &tv);
+    xlog_write(&s->xlog, conf_of(s)->access_log, s->id, s->peer, &tv);
 }
 
 /* ---- timers -------------------------------------------------------------------------- */

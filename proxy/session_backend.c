@@ -28,6 +28,7 @@ static int
 backend_start(struct session *s)
 {
     const struct backend_rt *rt = &s->env->backends[s->be_index];
+    record_backend(s, false);
     if (s->tries == 1 && upstream_choose(s->be, rt, s->route, s->peer_ip, &s->server) != 0) {
         log_warnx("sid=%" PRIu64 " backend %s has no healthy server for route %s", s->id,
                   s->be->name, s->route->path);
@@ -35,6 +36,7 @@ backend_start(struct session *s)
                     s->route->path);
         return -1;
     }
+    record_backend(s, true);
     const struct conf_server *sv = &s->be->servers[s->server];
     char err[256];
     s->backend =

@@ -145,10 +145,12 @@ edge_start(struct session *s, const struct admit *a, const struct h1_header *aut
     evbuffer_drain(in, head_len);
     s->req = s->req_body.done ? REQ_DONE : REQ_BODY;
     arm_timer(s, a->route->body_timeout_ms);
-    if (s->backend != NULL)
+    if (s->backend != NULL) {
+        record_backend(s, true);
         edge_send(s);
-    else
+    } else {
         backend_connect(s, a->route, NULL);
+    }
 done:
     if (www != NULL)
         evbuffer_free(www);

@@ -139,6 +139,15 @@ buffer_cap(const struct session *s)
     return c->max_header_bytes > c->high_water ? c->max_header_bytes : c->high_water;
 }
 
+/* The exchange in progress goes to s->be; to s->server too when server_known. For the access
+ * line, which must not name what an earlier exchange used. */
+static inline void
+record_backend(struct session *s, bool server_known)
+{
+    s->xlog.be = s->be;
+    s->xlog.server = server_known ? &s->be->servers[s->server] : NULL;
+}
+
 /* ---- session.c: state machine, timers, teardown -------------------------------------- */
 
 /* Writes the access line of the exchange in progress (once) and counts it. */

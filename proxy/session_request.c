@@ -35,7 +35,7 @@ admission_result(struct session *s, const struct admit *a, size_t head_len)
     s->req_head_method = h1_slice_eq(a->h.method, "HEAD");
     s->client_keep_alive = a->h.keep_alive;
     s->client_minor = a->h.version_minor;
-    s->route = a->route;
+    s->route = s->xlog.route = a->route;
     if (a->status == 404) {
         evbuffer_drain(conn_input(s->client), head_len);
         local_response(s, 404, "Not Found", "exshim: no route for this path\n", NULL,
@@ -60,6 +60,7 @@ forward_head(struct session *s, const struct conf_route *r, struct evbuffer *hea
         backend_connect(s, r, head);
         return;
     }
+    record_backend(s, true);
     evbuffer_add_buffer(conn_output(s->backend), head);
     evbuffer_free(head);
     s->be_authed |= s->req_conn_auth;
