@@ -150,6 +150,7 @@ lint:
 	@! grep -nE '\b(strcpy|strcat|sprintf|vsprintf|gets|atoi|atol|strtok|alloca)\(' \
 	    proxy/*.c auth/*.c conf/*.c bench/*/*.c probe/*.c || (echo "banned function"; false)
 	@! grep -ln '#include "proxy/' auth/*.[ch] conf/*.[ch] || (echo "auth/conf include proxy/"; false)
+	@python3 tests/tools/includes.py proxy auth conf bench/lab bench/load probe
 
 clean:
 	rm -rf $(BUILD)

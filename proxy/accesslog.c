@@ -17,6 +17,9 @@ xlog_begin(struct xlog *x, const struct timeval *now, size_t head_len)
     x->user[0] = '\0';
     x->bytes_in = head_len;
     x->bytes_out = 0;
+    x->route = NULL;
+    x->be = NULL;
+    x->server = NULL;
     snprintf(x->method, sizeof(x->method), "-");
     snprintf(x->path, sizeof(x->path), "-");
 }
@@ -44,9 +47,10 @@ xlog_user(struct xlog *x, const char *user)
 }
 
 void
-xlog_write(struct xlog *x, bool enabled, uint64_t sid, const char *peer,
-           const struct conf_backend *be, const struct conf_server *sv, const struct timeval *now)
+xlog_write(struct xlog *x, bool enabled, uint64_t sid, const char *peer, const struct timeval *now)
 {
+    const struct conf_backend *be = x->be;
+    const struct conf_server *sv = be != NULL ? x->server : NULL;
     if (!x->open)
         return;
     x->open = false;

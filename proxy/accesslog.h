@@ -20,6 +20,11 @@ struct xlog {
     int status;
     uint64_t bytes_in, bytes_out;
     struct timeval start;
+    /* What the exchange went to, NULL until known: a request refused before routing, or before
+     * a server was chosen, names none (not the previous exchange's). */
+    const struct conf_route *route;
+    const struct conf_backend *be;
+    const struct conf_server *server;
 };
 
 /* Starts the record of an exchange whose head is head_len bytes, at now. */
@@ -32,9 +37,9 @@ void xlog_target(struct xlog *x, struct h1_slice method, struct h1_slice path,
 /* Records the authenticated user (quotes and control characters become '?'). Borrows user. */
 void xlog_user(struct xlog *x, const char *user);
 
-/* Writes the line (when open and enabled) and closes the record. server may be NULL. */
+/* Writes the line (when open and enabled) and closes the record; the backend field is "-"
+ * when x->be is NULL, the pool's name alone when x->server is. */
 void xlog_write(struct xlog *x, bool enabled, uint64_t sid, const char *peer,
-                const struct conf_backend *be, const struct conf_server *server,
                 const struct timeval *now);
 
 #endif

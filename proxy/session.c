@@ -1,9 +1,8 @@
 /*
  * Session: one client connection, its pinned backend connection, and the HTTP exchange
- * between them. This file holds the state machine, the timers and the one teardown path; the
- * pieces it drives each live in their own file: conn (socket and TLS I/O), admit (what is
- * decided about a request head), headers (what is forwarded), relay and frame (body movement),
- * upstream (server choice and connect), reply (exshim's own answers), accesslog, authn.
+ * between them. This file holds the state machine, the body relays, the timers and the one
+ * teardown path; the jobs it drives live in the session_*.c files (see session_int.h) and in
+ * conn (socket and TLS I/O), admit, headers, relay and frame, upstream, reply, accesslog, authn.
  *
  * The two directions run independently (full duplex): the request side reads the client's
  * head, forwards it and relays the request body; the response side reads the backend's head,
@@ -21,146 +20,25 @@
 #include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 #include <sys/time.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
 #include <event2/event.h>
 
-#include "proxy/accesslog.h"
-#include "proxy/admit.h"
 #include "proxy/authn.h"
 #include "proxy/climit.h"
-#include "proxy/conn.h"
 #include "proxy/edgeauth.h"
-#include "proxy/headers.h"
 #include "proxy/log.h"
 #include "proxy/metrics.h"
 #include "proxy/relay.h"
-#include "proxy/reply.h"
+#include "proxy/session_int.h"
 #include "proxy/tls.h"
-#include "proxy/upstream.h"
 
 /* A flush-then-close that the client does not read is cut after this long. */
 #define CLOSE_FLUSH_MS 10000
 
-enum req_state {
-    REQ_HEAD, /* waiting for (the rest of) a request head */
-    REQ_BODY, /* relaying the request body to the backend */
-    REQ_DONE, /* request fully forwarded; next head waits for the response to finish */
-};
-
-enum resp_state {
-    RESP_NONE,       /* no exchange in progress */
-    RESP_CONNECTING, /* backend connection being opened; head held in s->pending */
-    RESP_HEAD,       /* waiting for the backend's response head */
-    RESP_BODY,       /* relaying the response body */
-    RESP_CLOSING,    /* flushing the last bytes to the client, then close */
-};
-
-struct session {
-    const struct session_env *env;
-    uint64_t id;
-    size_t li; /* the listener that accepted it */
-    int mchan; /* metrics: kind of long-lived channel the current exchange is, 0 for none */
-    bool tls;
-    struct conn *client, *backend;
-    struct evbuffer *pending; /* forwarded head kept until the backend connects */
-    struct event *timer;
-    struct authn *auth;
-    char peer[INET6_ADDRSTRLEN + 8]; /* "ip:port" for logs */
-    char peer_ip[INET6_ADDRSTRLEN];
-
-    /* pinned backend */
-    const struct conf_backend *be;
-    size_t be_index, server;
-    size_t tries;       /* servers tried for the current connect */
-    bool be_authed;     /* NTLM/Negotiate credentials went over this backend connection */
-    bool req_conn_auth; /* the request being forwarded carries such credentials */
-    bool be_edge;       /* the edge authenticated this backend connection as s->edge's user */
-    bool be_cert_ok;    /* be_cert holds the backend certificate's tls-server-end-point hash */
-    unsigned char be_cert[32];
-
-    /* auth = "edge" routes (proxy/edgeauth.h) */
-    struct edgeauth *edge;        /* the user's credentials: made at the first edge request */
-    struct evbuffer *edge_head;   /* the forwarded head, kept until the response: a resend */
-    struct evbuffer *edge_resend; /* the Authorization line of the leg that follows a discard */
-    bool edge_req;                /* the exchange in progress is on an edge route */
-    bool edge_hold;               /* an NTLM NEGOTIATE leg is out: the body waits for the resend */
-    bool edge_discard;            /* swallowing the body of that leg's 401 */
-
-    const struct conf_route *route; /* route of the current (or last) exchange */
-    enum req_state req;
-    enum resp_state resp;
-    struct frame req_body, resp_body;
-    size_t resp_prefix; /* bytes of rewritten response head in front of the backend's input */
-    bool req_head_method, client_keep_alive;
-    bool close_after; /* close the client once this response is delivered */
-    int client_minor;
-    bool paused_client, paused_backend;
-    bool reading_head_started; /* some bytes of a new head have arrived */
-    bool hard_timer;           /* the timer is a deadline: activity does not extend it */
-    bool handshake_done;       /* TLS handshake finished (always true on plain listeners) */
-    bool client_eof;           /* the client half-closed: answer what is in flight, then close */
-    bool climit_held;          /* counted in the per-address table */
-    bool closed;               /* session_close ran; memory is freed from the event loop */
-    struct timeval head_start; /* first byte of the current head (accept for a new connection) */
-    struct timeval last_activity;
-    unsigned timeout_ms;
-    struct session *next, *prev; /* the registry's list */
-    struct xlog xlog;
-};
-
-static void session_close(struct session *s);
-static void process_client(struct session *s);
-static void process_backend(struct session *s);
-static void backend_connected(struct session *s);
-static int backend_start(struct session *s);
-static void backend_error(struct session *s, const char *what);
-static void edge_start(struct session *s, const struct admit *a, const struct h1_header *authz,
-                       size_t head_len);
-
-/* ---- small helpers ------------------------------------------------------------------- */
-
-static const struct conf *
-conf_of(const struct session *s)
-{
-    return s->env->conf;
-}
-
-static void
-now(const struct session *s, struct timeval *tv)
-{
-    event_base_gettimeofday_cached(s->env->base, tv);
-}
-
-static void
-touch(struct session *s)
-{
-    now(s, &s->last_activity);
-}
-
-/* The end of a callback: what was queued on either side is written now (speculatively), and
- * reading resumes where buffers have room again. */
-static void
-end_turn(struct session *s)
-{
-    if (s->closed)
-        return;
-    if (s->backend != NULL)
-        conn_sync(s->backend);
-    conn_sync(s->client);
-}
-
-static size_t
-buffer_cap(const struct session *s)
-{
-    const struct conf *c = conf_of(s);
-    return c->max_header_bytes > c->high_water ? c->max_header_bytes : c->high_water;
-}
-
-static void
+void
 log_access(struct session *s)
 {
     struct timeval tv;
@@ -168,16 +46,15 @@ log_access(struct session *s)
     if (s->edge_req)
         xlog_user(&s->xlog, edgeauth_user(s->edge));
     if (s->xlog.open)
-        metrics_exchange(s->route, s->xlog.status, s->xlog.bytes_in, s->xlog.bytes_out);
+        metrics_exchange(s->xlog.route, s->xlog.status, s->xlog.bytes_in, s->xlog.bytes_out);
     metrics_channel_close(&s->mchan);
-    xlog_write(&s->xlog, conf_of(s)->access_log, s->id, s->peer, s->be,
-               s->be ? &s->be->servers[s->server] : NULL, &tv);
+    xlog_write(&s->xlog, conf_of(s)->access_log, s->id, s->peer, &tv);
 }
 
 /* ---- timers -------------------------------------------------------------------------- */
 
 /* A silence timer: every read or write on the session pushes it back (idle, body). */
-static void
+void
 arm_timer(struct session *s, unsigned ms)
 {
     s->timeout_ms = ms;
@@ -202,7 +79,7 @@ arm_deadline(struct session *s, const struct timeval *from, unsigned ms)
     evtimer_add(s->timer, &d);
 }
 
-static unsigned
+unsigned
 header_timeout(const struct session *s)
 {
     if (s->route != NULL)
@@ -238,7 +115,7 @@ session_free_cb(evutil_socket_t fd, short what, void *arg)
  * again; the struct itself is freed from the event loop, so callers up the stack may still
  * test s->closed.
  */
-static void
+void
 session_close(struct session *s)
 {
     if (s->closed)
@@ -274,7 +151,7 @@ session_close(struct session *s)
     env->gone(env->gone_arg);
 }
 
-static void
+void
 drop_backend(struct session *s)
 {
     conn_free(s->backend);
@@ -287,7 +164,7 @@ drop_backend(struct session *s)
 }
 
 /* Flush what the client has been sent, then close, within CLOSE_FLUSH_MS. */
-static void
+void
 close_after_flush(struct session *s)
 {
     s->resp = RESP_CLOSING;
@@ -304,55 +181,6 @@ close_after_flush(struct session *s)
     arm_deadline(s, &s->head_start, CLOSE_FLUSH_MS);
     conn_notify_drained(s->client, 0);
 }
-
-/* Answers the client from exshim itself. The connection closes after it unless keep is set
- * (only when the request had no body left to discard). */
-static void
-local_response(struct session *s, int status, const char *reason, const char *body,
-               struct evbuffer *extra, bool keep)
-{
-    struct evbuffer *out = conn_output(s->client);
-    size_t before = evbuffer_get_length(out);
-    reply_format(out, status, reason, body, extra, keep);
-    s->xlog.status = status;
-    s->xlog.bytes_out += evbuffer_get_length(out) - before;
-    log_access(s);
-    if (!keep) {
-        close_after_flush(s);
-        return;
-    }
-    s->resp = RESP_NONE;
-    s->req = REQ_HEAD;
-    s->reading_head_started = false;
-    arm_timer(s, s->route ? s->route->idle_timeout_ms : header_timeout(s));
-}
-
-static void local_error(struct session *s, int status, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void
-local_error(struct session *s, int status, const char *fmt, ...)
-{
-    char body[512];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(body, sizeof(body) - 1, fmt, ap);
-    va_end(ap);
-    n = n < 0 ? 0 : n > (int)sizeof(body) - 2 ? (int)sizeof(body) - 2 : n;
-    body[n] = '\n';
-    body[n + 1] = '\0';
-    local_response(s, status, reply_reason(status), body, NULL, false);
-}
-
-/* Refuses the request at the front of the client's input: logged once, answered, closed. */
-static void
-refuse_request(struct session *s, int status, const char *why)
-{
-    /* Log where the request was cut, never its content. */
-    log_info("sid=%" PRIu64 " client %s: rejected request: %s", s->id, s->peer, why);
-    local_error(s, status, "exshim: %s", why);
-}
-
 static void
 timer_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -398,290 +226,6 @@ timer_cb(evutil_socket_t fd, short what, void *arg)
     session_close(s);
 }
 
-/* ---- edge authentication (auth = "edge" routes) -------------------------------------- */
-
-/*
- * The backend connection is up for an edge request: edge decides the Authorization the head
- * carries (the client's never goes), then the head goes out. An NTLM NEGOTIATE leg goes with
- * Content-Length: 0 and the client's body stays unread until edge_resend.
- */
-static void
-edge_send(struct session *s)
-{
-    struct evbuffer *authline = evbuffer_new(), *out = conn_output(s->backend);
-    int status = 0;
-    const char *why = NULL;
-
-    if (authline == NULL) {
-        session_close(s);
-        return;
-    }
-    enum edgeauth_verdict v = edgeauth_backend_request(
-        s->edge, s->route, s->be_cert_ok ? s->be_cert : NULL, authline, &status, &why);
-    if (v != EDGEAUTH_FORWARD && v != EDGEAUTH_FORWARD_NEGOTIATE) {
-        evbuffer_free(authline);
-        log_warnx("sid=%" PRIu64 " client %s: edge: cannot reach backend %s as %s: %s", s->id,
-                  s->peer, s->be->name, edgeauth_user(s->edge), why);
-        drop_backend(s);
-        local_error(s, status, "exshim: %s", why);
-        return;
-    }
-    s->edge_hold = v == EDGEAUTH_FORWARD_NEGOTIATE;
-    if (edgeauth_head_prefix(s->edge_head, s->edge_hold, out) != 0 ||
-        evbuffer_add_buffer(out, authline) != 0 || evbuffer_add(out, "\r\n", 2) != 0) {
-        evbuffer_free(authline);
-        session_close(s);
-        return;
-    }
-    evbuffer_free(authline);
-    s->be_edge = true;
-    s->resp = RESP_HEAD;
-}
-
-/* The backend's 401 to the NEGOTIATE leg is swallowed: the request goes again, now with the
- * AUTHENTICATE and its body, on the same connection. */
-static void
-edge_resend(struct session *s)
-{
-    struct evbuffer *out = conn_output(s->backend);
-
-    s->edge_discard = false;
-    s->edge_hold = false;
-    if (edgeauth_head_prefix(s->edge_head, false, out) != 0 ||
-        evbuffer_add_buffer(out, s->edge_resend) != 0 || evbuffer_add(out, "\r\n", 2) != 0) {
-        session_close(s);
-        return;
-    }
-    s->resp = RESP_HEAD;
-    s->xlog.status = 0;
-    if (s->req == REQ_BODY && !s->paused_client)
-        conn_read(s->client, true);
-    process_client(s);
-}
-
-/* Drops the body of the swallowed 401 as it arrives; then the resend. */
-static void
-edge_discard_body(struct session *s)
-{
-    struct evbuffer *sink = evbuffer_new();
-    size_t no_prefix = 0;
-    uint64_t dropped = 0;
-    const char *why = NULL;
-
-    if (sink == NULL) {
-        session_close(s);
-        return;
-    }
-    enum relay_result r = relay_move(conn_input(s->backend), sink, &s->resp_body, SIZE_MAX / 2,
-                                     &no_prefix, &dropped, &why);
-    evbuffer_free(sink);
-    if (r == RELAY_DONE) {
-        edge_resend(s);
-    } else if (r == RELAY_BAD) {
-        drop_backend(s);
-        backend_error(s, "sent a broken 401 body in the NTLM handshake");
-    }
-}
-
-/*
- * A request head on an edge route: the edge answers it (401 with its own offers, 400, 403,
- * 503) or lets it through; then the head, without the client's Authorization, waits for the
- * pinned backend connection (a fresh one when the edge says so) and edge_send.
- */
-static void
-edge_start(struct session *s, const struct admit *a, const struct h1_header *authz, size_t head_len)
-{
-    struct evbuffer *in = conn_input(s->client);
-    struct evbuffer *www = evbuffer_new(), *head = evbuffer_new(), *noauth = evbuffer_new();
-    bool fresh = false;
-    int status = 0;
-    const char *why = NULL;
-
-    if (www == NULL || head == NULL || noauth == NULL)
-        goto oom;
-    if (s->edge == NULL && (s->edge = edgeauth_new(s->id)) == NULL)
-        goto oom;
-    if (edgeauth_request(s->edge, conf_of(s), a->route, authz, s->tls, www, &fresh, &status, &why,
-                         &s->xlog.scheme) != EDGEAUTH_PROCEED) {
-        if (status == 401) {
-            local_response(s, 401, "Unauthorized", "exshim: authentication required\n", www,
-                           a->h.body == H1_BODY_NONE);
-            if (!s->closed && s->resp != RESP_CLOSING)
-                evbuffer_drain(in, head_len);
-        } else {
-            log_info("sid=%" PRIu64 " client %s: edge answered %d: %s", s->id, s->peer, status,
-                     why);
-            local_error(s, status, "exshim: %s", why);
-        }
-        goto done;
-    }
-    /* A pinned connection is reused only when the edge authenticated it for this user. */
-    const struct conf_backend *be = &conf_of(s)->backends[a->route->backend];
-    if (s->backend != NULL && (fresh || !s->be_edge || s->be != be || !conn_connected(s->backend)))
-        drop_backend(s);
-    else if (fresh)
-        edgeauth_backend_lost(s->edge);
-
-    struct headers_client hc = {.ip = s->peer_ip, .tls = s->tls};
-    headers_request(&a->h, &a->t, authz, noauth, &hc, head);
-    if (s->edge_head == NULL && (s->edge_head = evbuffer_new()) == NULL)
-        goto oom;
-    evbuffer_drain(s->edge_head, evbuffer_get_length(s->edge_head));
-    evbuffer_add_buffer(s->edge_head, head);
-    s->req_conn_auth = false;
-    s->req_body = a->body;
-    evbuffer_drain(in, head_len);
-    s->req = s->req_body.done ? REQ_DONE : REQ_BODY;
-    arm_timer(s, a->route->body_timeout_ms);
-    if (s->backend != NULL) {
-        edge_send(s);
-        goto done;
-    }
-    s->be = be;
-    s->be_index = a->route->backend;
-    s->tries = 1; /* backend_start chooses the server */
-    if (s->pending != NULL)
-        evbuffer_free(s->pending);
-    s->pending = NULL;
-    s->resp = RESP_CONNECTING;
-    conn_read(s->client, false);
-    backend_start(s);
-done:
-    if (www != NULL)
-        evbuffer_free(www);
-    if (head != NULL)
-        evbuffer_free(head);
-    if (noauth != NULL)
-        evbuffer_free(noauth);
-    return;
-oom:
-    session_close(s);
-    goto done;
-}
-
-/* ---- request side -------------------------------------------------------------------- */
-
-/*
- * Starts an exchange from a complete request head at the front of the client's input:
- * admission (parse, target, route, guard, body bytes already here), authentication, then the
- * head goes to the pinned backend or waits while one connects.
- */
-static void
-start_request(struct session *s, size_t head_len)
-{
-    struct evbuffer *in = conn_input(s->client);
-    struct admit a;
-    struct timeval tv;
-
-    now(s, &tv);
-    xlog_begin(&s->xlog, &tv, head_len);
-    s->edge_req = false;
-    if (admit_request(conf_of(s), in, head_len, &a) != 0) {
-        session_close(s);
-        return;
-    }
-    if (a.status != 0 && a.status != 404) {
-        if (a.rule != NULL) {
-            xlog_target(&s->xlog, a.h.method, (struct h1_slice){a.t.path, a.t.path_len},
-                        (struct h1_slice){a.t.query, a.t.query_len});
-            log_warnx("sid=%" PRIu64 " client %s: guard %s (%s) refused %s %s: %s", s->id, s->peer,
-                      a.rule->id, a.rule->cve, s->xlog.method, s->xlog.path, a.rule->summary);
-            local_error(s, 403, "exshim: %s", a.why);
-            return;
-        }
-        refuse_request(s, a.status, a.why);
-        return;
-    }
-    xlog_target(&s->xlog, a.h.method, (struct h1_slice){a.t.path, a.t.path_len},
-                (struct h1_slice){a.t.query, a.t.query_len});
-    s->req_head_method = h1_slice_eq(a.h.method, "HEAD");
-    s->client_keep_alive = a.h.keep_alive;
-    s->client_minor = a.h.version_minor;
-    s->route = a.route;
-    if (a.status == 404) {
-        evbuffer_drain(in, head_len);
-        local_response(s, 404, "Not Found", "exshim: no route for this path\n", NULL,
-                       a.h.body == H1_BODY_NONE && a.h.keep_alive);
-        return;
-    }
-
-    const struct h1_header *authz = NULL;
-    if (headers_find_authz(&a.h, &authz) != 0) {
-        refuse_request(s, 400, "several Authorization headers");
-        return;
-    }
-    if (a.route->auth == CONF_AUTH_EDGE) {
-        s->edge_req = true;
-        edge_start(s, &a, authz, head_len);
-        return;
-    }
-    struct evbuffer *authline = evbuffer_new(), *local = evbuffer_new(), *head = evbuffer_new();
-    if (authline == NULL || local == NULL || head == NULL)
-        goto oom;
-    const char *why = NULL;
-    switch (authn_request(s->auth, a.route, authz, authline, local, &s->xlog.scheme, &why)) {
-    case AUTHN_LOCAL_401:
-        local_response(s, 401, "Unauthorized", "exshim: authentication required\n", local,
-                       a.h.body == H1_BODY_NONE);
-        if (!s->closed && s->resp != RESP_CLOSING)
-            evbuffer_drain(in, head_len);
-        goto done;
-    case AUTHN_LOCAL_400:
-        local_error(s, 400, "exshim: %s", why ? why : "bad credentials");
-        goto done;
-    case AUTHN_FORWARD:
-        break;
-    }
-    s->req_conn_auth =
-        authz != NULL && s->xlog.scheme != NULL &&
-        (strcmp(s->xlog.scheme, "NTLM") == 0 || strcmp(s->xlog.scheme, "Negotiate") == 0);
-    struct headers_client hc = {.ip = s->peer_ip, .tls = s->tls};
-    headers_request(&a.h, &a.t, authz, authline, &hc, head);
-    s->mchan = metrics_channel_open(&a.h);
-    s->req_body = a.body;
-    /* An RPC_IN_DATA channel gets no status until it ends, hours later: its handshake's trace
-     * line is written now, not when the channel closes. */
-    if (s->req_conn_auth && !a.body.done && h1_slice_eq(a.h.method, "RPC_IN_DATA"))
-        authn_request_streams(s->auth);
-    evbuffer_drain(in, head_len);
-    s->req = s->req_body.done ? REQ_DONE : REQ_BODY;
-    arm_timer(s, a.route->body_timeout_ms);
-
-    /* A pinned connection to another pool cannot be reused: the new pool gets its own. */
-    const struct conf_backend *be = &conf_of(s)->backends[a.route->backend];
-    /* ... nor one the edge authenticated as its user (an earlier edge route's request). */
-    if (s->backend != NULL && (s->be != be || !conn_connected(s->backend) || s->be_edge))
-        drop_backend(s);
-    if (s->backend != NULL) {
-        evbuffer_add_buffer(conn_output(s->backend), head);
-        s->be_authed |= s->req_conn_auth;
-        s->resp = RESP_HEAD;
-        goto done;
-    }
-    s->be = be;
-    s->be_index = a.route->backend;
-    s->tries = 1; /* backend_start chooses the server */
-    if (s->pending != NULL)
-        evbuffer_free(s->pending);
-    s->pending = head;
-    head = NULL;
-    s->resp = RESP_CONNECTING;
-    /* Body bytes stay in the client's input until the backend is connected. */
-    conn_read(s->client, false);
-    backend_start(s);
-done:
-    if (authline != NULL)
-        evbuffer_free(authline);
-    if (local != NULL)
-        evbuffer_free(local);
-    if (head != NULL)
-        evbuffer_free(head);
-    return;
-oom:
-    session_close(s);
-    goto done;
-}
-
 /* Moves request body bytes from the client to the backend, as framing and backpressure allow. */
 static void
 relay_request_body(struct session *s)
@@ -721,7 +265,7 @@ relay_request_body(struct session *s)
 }
 
 /* Everything the client sent is handled here, whatever the state. */
-static void
+void
 process_client(struct session *s)
 {
     struct evbuffer *in = conn_input(s->client);
@@ -788,7 +332,7 @@ process_client(struct session *s)
 
 /* ---- response side ------------------------------------------------------------------- */
 
-static void
+void
 finish_exchange(struct session *s)
 {
     log_access(s);
@@ -811,7 +355,7 @@ finish_exchange(struct session *s)
 
 /* hw: the client output's high-water mark; the backend's close passes "no limit" so that what
  * it sent before closing is delivered. */
-static void
+void
 relay_response_body(struct session *s, size_t hw)
 {
     struct evbuffer *in = conn_input(s->backend);
@@ -847,149 +391,7 @@ relay_response_body(struct session *s, size_t hw)
     }
 }
 
-static void
-backend_error(struct session *s, const char *what)
-{
-    log_warnx("sid=%" PRIu64 " backend %s: %s", s->id, s->be->name, what);
-    local_error(s, 502, "exshim: backend %s %s", s->be->name, what);
-}
-
-enum edge_resp_step {
-    EDGE_STEP_PASS,   /* deliver the head, with www */
-    EDGE_STEP_RESEND, /* swallow it: the caller drains the head; the body is discarded next */
-    EDGE_STEP_DONE,   /* answered locally */
-};
-
-/* A final response head to an edge request (h: its parse, views into the backend's input). */
-static enum edge_resp_step
-edge_response_head(struct session *s, const struct h1_head *h, struct evbuffer *www)
-{
-    int status = 500;
-    const char *why = "out of memory";
-    enum edgeauth_verdict v = EDGEAUTH_LOCAL;
-
-    if (s->edge_resend == NULL)
-        s->edge_resend = evbuffer_new();
-    if (s->edge_resend != NULL) {
-        evbuffer_drain(s->edge_resend, evbuffer_get_length(s->edge_resend));
-        v = edgeauth_response(s->edge, h, www, s->edge_resend, &status, &why);
-    }
-    if (v == EDGEAUTH_RESEND && (!h->keep_alive || s->resp_body.kind == H1_BODY_EOF)) {
-        v = EDGEAUTH_LOCAL;
-        status = 502;
-        why = "the backend closed the connection inside the NTLM handshake";
-    }
-    if (v == EDGEAUTH_PASS)
-        return EDGE_STEP_PASS;
-    if (v == EDGEAUTH_RESEND) {
-        s->xlog.status = 0;
-        s->resp_prefix = 0;
-        s->resp = RESP_BODY;
-        s->edge_discard = true;
-        return EDGE_STEP_RESEND;
-    }
-    log_warnx("sid=%" PRIu64 " client %s: edge: backend %s answered %d for %s: %s", s->id, s->peer,
-              s->be->name, h->status, edgeauth_user(s->edge), why);
-    drop_backend(s);
-    local_error(s, status, "exshim: %s", why);
-    return EDGE_STEP_DONE;
-}
-
-/* Takes the response head at the front of the backend's input, if it is complete. Returns
- * false when it must wait or the session ended. */
-static bool
-take_response_head(struct session *s)
-{
-    struct evbuffer *in = conn_input(s->backend);
-    const struct conf *c = conf_of(s);
-    size_t len = evbuffer_get_length(in), maxh = 0;
-    size_t look = len < c->max_header_bytes ? len : c->max_header_bytes;
-    const char *p = (const char *)evbuffer_pullup(in, (ev_ssize_t)look);
-    size_t head_len = len ? h1_head_end(p, look) : 0;
-    if (head_len == 0) {
-        if (len >= c->max_header_bytes)
-            backend_error(s, "sent a response head larger than max_header_bytes");
-        return false;
-    }
-    struct h1_header *hdrs = admit_response_headers(c, &maxh);
-    struct h1_head h;
-    int status;
-    const char *why;
-    if (hdrs == NULL) {
-        session_close(s);
-        return false;
-    }
-    if (h1_parse_response(p, head_len, s->req_head_method, &h, hdrs, maxh, &status, &why) !=
-        H1_OK) {
-        log_warnx("sid=%" PRIu64 " backend %s: invalid response: %s", s->id, s->be->name, why);
-        local_error(s, 502, "exshim: backend %s sent an invalid response (%s)", s->be->name, why);
-        return false;
-    }
-    if (h.status == 101) {
-        backend_error(s, "switched protocols");
-        return false;
-    }
-    s->xlog.status = h.status;
-    frame_init(&s->resp_body, &h);
-    if (h.status >= 200) {
-        /* What arrived with the head is checked before the head goes out: a response broken
-         * from its first chunk line gets the client a 502, not half a message. */
-        if (frame_check_ahead(&s->resp_body, in, head_len, &why) != 0) {
-            log_warnx("sid=%" PRIu64 " backend %s: bad chunked framing in response (%s)", s->id,
-                      s->be->name, why);
-            local_error(s, 502, "exshim: backend %s sent a response with broken chunked framing",
-                        s->be->name);
-            return false;
-        }
-        /* The backend will close: its connection cannot carry the next request. */
-        bool last = s->client_eof && evbuffer_get_length(conn_input(s->client)) == 0;
-        s->close_after = last || !s->client_keep_alive || !h.keep_alive || *s->env->draining;
-    }
-    struct evbuffer *www = NULL, *hb = evbuffer_new();
-    if (hb == NULL || (www = evbuffer_new()) == NULL) {
-        if (hb != NULL)
-            evbuffer_free(hb);
-        session_close(s);
-        return false;
-    }
-    bool set = false;
-    if (s->edge_req) {
-        /* The client sees the edge's WWW-Authenticate lines only, never the backend's. */
-        enum edge_resp_step st = h.status >= 200 ? edge_response_head(s, &h, www) : EDGE_STEP_PASS;
-        if (st != EDGE_STEP_PASS) {
-            evbuffer_free(www);
-            evbuffer_free(hb);
-            if (st == EDGE_STEP_RESEND)
-                evbuffer_drain(in, head_len);
-            return st == EDGE_STEP_RESEND;
-        }
-        set = true;
-    } else {
-        bool has_www = h1_find(&h, "WWW-Authenticate") != NULL;
-        set = (has_www || h.status >= 200) && authn_response(s->auth, s->route, &h, www);
-    }
-    headers_response(&h, set ? www : NULL, s->close_after, s->client_minor, hb);
-    evbuffer_free(www);
-    size_t nh = evbuffer_get_length(hb);
-    evbuffer_drain(in, head_len);
-    s->xlog.bytes_out += nh;
-    if (h.status < 200) {
-        /* 100 Continue and friends go out at once; the final response follows */
-        evbuffer_add_buffer(conn_output(s->client), hb);
-        evbuffer_free(hb);
-        return true;
-    }
-    /* The rewritten head replaces the received one in front of the body: after the drain it
-     * usually fits where the old head was, so head and first body bytes leave in one write
-     * (one TLS record) instead of two. */
-    evbuffer_prepend(in, evbuffer_pullup(hb, -1), nh);
-    evbuffer_free(hb);
-    s->resp_prefix = nh;
-    s->resp = RESP_BODY;
-    return true;
-}
-
-static void
+void
 process_backend(struct session *s)
 {
     while (s->resp == RESP_HEAD && !s->closed && s->backend != NULL)
@@ -997,185 +399,6 @@ process_backend(struct session *s)
             return;
     if (s->resp == RESP_BODY && !s->paused_backend)
         relay_response_body(s, conf_of(s)->high_water);
-}
-
-/* ---- backend connection -------------------------------------------------------------- */
-
-static void backend_on_read(void *arg);
-static void backend_on_drained(void *arg);
-static void backend_on_event(void *arg, enum conn_event ev);
-static const struct conn_cbs backend_cbs = {backend_on_read, backend_on_drained, backend_on_event};
-
-/* Connects to s->server, first choosing it among the healthy servers (503 when there is
- * none); on failure, tries the next servers of the pool, then answers 502. */
-static int
-backend_start(struct session *s)
-{
-    const struct backend_rt *rt = &s->env->backends[s->be_index];
-    if (s->tries == 1 && upstream_choose(s->be, rt, s->route, s->peer_ip, &s->server) != 0) {
-        log_warnx("sid=%" PRIu64 " backend %s has no healthy server for route %s", s->id,
-                  s->be->name, s->route->path);
-        local_error(s, 503, "exshim: backend %s has no healthy server for route %s", s->be->name,
-                    s->route->path);
-        return -1;
-    }
-    const struct conf_server *sv = &s->be->servers[s->server];
-    char err[256];
-    s->backend =
-        upstream_open(s->env->base, s->be, rt, s->server, &backend_cbs, s, err, sizeof(err));
-    if (s->backend != NULL) {
-        upstream_count(rt, s->server, s->backend);
-        conn_set_read_cap(s->backend, buffer_cap(s));
-        return 0;
-    }
-    metrics_connect_failed(s->be_index, s->server);
-    log_warnx("sid=%" PRIu64 " backend %s (%s:%s): cannot start connection: %s", s->id, s->be->name,
-              sv->host, sv->port, err);
-    local_error(s, 502, "exshim: backend %s (%s:%s) is unreachable", s->be->name, sv->host,
-                sv->port);
-    return -1;
-}
-
-static void
-backend_connected(struct session *s)
-{
-    upstream_tune(s->be, conn_fd(s->backend));
-    conn_count_in(s->backend, metrics_backend_gauge(s->be_index, s->server));
-    s->tries = 0;
-    unsigned char h[32];
-    s->be_cert_ok = false;
-    if (conn_is_tls(s->backend) && conn_peer_cert_hash(s->backend, h) == 0) {
-        authn_set_backend_cert(s->auth, h);
-        memcpy(s->be_cert, h, sizeof(s->be_cert));
-        s->be_cert_ok = true;
-    }
-    conn_read(s->backend, true);
-    if (s->resp == RESP_CONNECTING && s->edge_req) {
-        edge_send(s);
-        if (s->closed || s->resp != RESP_HEAD)
-            return;
-        if (s->req == REQ_BODY && !s->edge_hold)
-            conn_read(s->client, true);
-        process_client(s);
-    } else if (s->resp == RESP_CONNECTING) {
-        evbuffer_add_buffer(conn_output(s->backend), s->pending);
-        s->be_authed |= s->req_conn_auth;
-        s->resp = RESP_HEAD;
-        if (s->req == REQ_BODY)
-            conn_read(s->client, true);
-        process_client(s);
-    }
-}
-
-/* The backend closed or failed after it was connected. */
-static void
-backend_gone(struct session *s)
-{
-    const struct conf_server *sv = &s->be->servers[s->server];
-    /* Bytes that arrived before the close still belong to the response: deliver all of them,
-     * past the high-water mark (the input holds at most the buffer cap). */
-    if (s->resp == RESP_HEAD)
-        process_backend(s);
-    if (!s->closed && s->backend != NULL && s->resp == RESP_BODY)
-        relay_response_body(s, SIZE_MAX / 2);
-    if (s->closed || s->backend == NULL)
-        return;
-    if (s->resp == RESP_BODY && s->resp_body.kind == H1_BODY_EOF) {
-        s->close_after = true; /* close-delimited response: complete now */
-        drop_backend(s);
-        finish_exchange(s);
-    } else if (s->resp == RESP_HEAD && s->xlog.status == 0) {
-        drop_backend(s);
-        backend_error(s, "closed the connection without answering");
-    } else if (s->resp == RESP_NONE && s->req != REQ_BODY) {
-        if (s->be_authed) {
-            /* NTLM authenticated that TCP connection, not the client: a fresh backend
-             * connection would be anonymous while the client believes it is logged on. Close
-             * the client too, as IIS's close would reach it directly; it logs on again. */
-            log_info("sid=%" PRIu64 " backend %s closed an authenticated connection; closing "
-                     "the client connection so it authenticates again",
-                     s->id, s->be->name);
-            close_after_flush(s);
-            return;
-        }
-        log_debug("sid=%" PRIu64 " backend %s closed idle connection", s->id, s->be->name);
-        drop_backend(s);
-    } else {
-        log_info("sid=%" PRIu64 " backend %s (%s:%s) closed the connection mid-exchange", s->id,
-                 s->be->name, sv->host, sv->port);
-        close_after_flush(s);
-    }
-}
-
-static void
-backend_on_event(void *arg, enum conn_event ev)
-{
-    struct session *s = arg;
-    const struct conf_server *sv = &s->be->servers[s->server];
-    if (ev == CONN_CONNECTED) {
-        backend_connected(s);
-    } else if (conn_connected(s->backend)) {
-        backend_gone(s);
-    } else {
-        /* Connect failed: the head is still in s->pending, so another server may take it. */
-        char why[300];
-        if (ev == CONN_TIMEOUT)
-            snprintf(why, sizeof(why), "connect timed out after %u ms", s->be->connect_timeout_ms);
-        else
-            snprintf(why, sizeof(why), "%s", conn_error(s->backend));
-        metrics_connect_failed(s->be_index, s->server);
-        log_warnx("sid=%" PRIu64 " backend %s (%s:%s): %s", s->id, s->be->name, sv->host, sv->port,
-                  why);
-        conn_free(s->backend);
-        s->backend = NULL;
-        const struct backend_rt *rt = &s->env->backends[s->be_index];
-        upstream_failed(rt, s->server, why);
-        size_t next = upstream_next(s->be, rt, s->route, s->server);
-        if (s->resp == RESP_CONNECTING && s->tries < s->be->nservers && next != s->server) {
-            s->server = next;
-            s->tries++;
-            backend_start(s);
-        } else if (s->resp == RESP_CONNECTING) {
-            local_error(s, 502, "exshim: backend %s (%s:%s) is unreachable: %s", s->be->name,
-                        sv->host, sv->port, why);
-        } else {
-            session_close(s);
-        }
-    }
-    end_turn(s);
-}
-
-static void
-backend_on_read(void *arg)
-{
-    struct session *s = arg;
-    touch(s);
-    if (s->resp == RESP_NONE || s->resp == RESP_CLOSING) {
-        if (s->resp == RESP_NONE && s->req != REQ_BODY &&
-            evbuffer_get_length(conn_input(s->backend)) > 0) {
-            log_warnx("sid=%" PRIu64 " backend %s sent data with no request outstanding; "
-                      "dropping that connection",
-                      s->id, s->be->name);
-            drop_backend(s);
-        }
-        return;
-    }
-    process_backend(s);
-    end_turn(s);
-}
-
-/* The backend drained below half the mark: resume reading the client. */
-static void
-backend_on_drained(void *arg)
-{
-    struct session *s = arg;
-    if (!s->paused_client)
-        return;
-    s->paused_client = false;
-    conn_read(s->client, true);
-    touch(s);
-    process_client(s);
-    end_turn(s);
 }
 
 /* ---- client connection --------------------------------------------------------------- */

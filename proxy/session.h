@@ -1,6 +1,7 @@
 /*
  * A session is one client connection and the one backend connection pinned to it.
- * session_close() (static in session.c) is the only path that frees it.
+ * session_close() (session.c) is the only path that frees it; the struct is private to the
+ * session files (proxy/session_int.h).
  */
 #ifndef PROXY_SESSION_H
 #define PROXY_SESSION_H

@@ -82,8 +82,7 @@ wait_origin_closed() {
 # exactly those bytes (nothing of any refused request, not a byte more), served exactly G
 # requests, and exshim's access log must count the same G forwarded requests (status=200: the
 # origin answers nothing else) and R refusals answered by exshim itself (400/403/404/408/431/
-# 505). (The backend= field is no help here: on a keep-alive connection a refused request is
-# logged with the backend of the request before it.)
+# 505).
 # accounting_mark: later check_accounting calls count only what happens after this point
 # (same exshim instance).
 accounting_mark() {

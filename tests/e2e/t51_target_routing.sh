@@ -13,7 +13,8 @@
 #    %252e, a fragment, a literal backslash, "/./", "/.." at the root, %zz, a truncated %2,
 #    "GET *"; "OPTIONS *" has no route: 404;
 #  - byte accounting: the origin received exactly the bytes of the good requests sent after
-#    each refusal; its request count equals exshim's forwarded access lines;
+#    each refusal; its request count equals exshim's forwarded access lines; every refusal's
+#    access line says backend=- (none), also on the warm connections;
 #  - /mapi/x and /RPC/RpcProxy.dll?srv:6001 are forwarded byte for byte; absolute-form with the
 #    same host (also https://host:443, upper-case host) reaches the origin in origin-form;
 #    /owa/%7euser/%3a arrives canonical as /owa/~user/%3A; after a 404 the connection stays
@@ -66,7 +67,15 @@ n=$(exshim_count 'rejected request: request target refused: (dot-segment|encoded
 n=$(exshim_count 'rejected request: absolute-form target names another host than Host')
 [ "$n" -eq 6 ] || fail "exshim logged $n absolute-form host/port mismatches, want 6"
 n=$(exshim_count 'access sid=.* path=/\?/mapi/x status=404 .*backend=- ')
-[ "$n" -eq 2 ] || fail "absolute-form http://h?/mapi/x: $n access lines 'path=/?/mapi/x status=404 backend=-' on new connections, want 2"
+[ "$n" -eq 3 ] || fail "absolute-form http://h?/mapi/x: $n access lines 'path=/?/mapi/x status=404 backend=-', want 3 (plain, TLS, warm)"
+# A request refused before routing names no backend, also right after a good request whose
+# pinned backend connection is still open (the warm table): not the one before it.
+nloc=$(exshim_count 'access sid=.* status=(400|404) ')
+nnone=$(exshim_count 'access sid=.* status=(400|404) .*backend=- ')
+[ "$nloc" -ge 60 ] && [ "$nnone" -eq "$nloc" ] || {
+    grep -E 'access sid=.* status=(400|404) ' "$EXSHIM_LOG" | grep -v 'backend=- ' | head -3
+    fail "$nnone of $nloc access lines of refusals (400/404) say backend=-"
+}
 "$PY" "$EC" target --policy strict --port "$(port_of plain)" || fail "strict positive routing cases"
 stop_exshim
 

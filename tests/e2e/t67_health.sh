@@ -7,7 +7,8 @@
 # 2. Restarted on the same port, it gets new connections again after rise passed checks: not
 #    before (rise - 1) x interval, and within rise x interval + 700 ms slack of its restart.
 # 3. Both servers down: a request gets 503 "exshim: backend pool has no healthy server for
-#    route /owa" in under 100 ms, without a connect attempt.
+#    route /owa" in under 100 ms, without a connect attempt; its access line names the pool and
+#    no server (backend=pool).
 . "$(dirname "$0")/lib.sh"
 . "$E2E_DIR/health.sh"
 need date awk
@@ -109,4 +110,8 @@ body=$(sed -n 2p <<<"$out")
 [ "$ms" -lt 100 ] || fail "all down: the 503 took $ms ms"
 refused_after=$(grep -c "backend pool (127.0.0.1:" "$T/exshim.log")
 [ "$refused_after" -eq "$refused_before" ] || fail "a connect was attempted with every server down"
+# its access line names the pool and no server: none was chosen
+wait_log "$T/exshim.log" 'access .*path=/owa/x status=503 ' 5 || fail "all down: no access line for the 503"
+line=$(grep -E 'access .*path=/owa/x status=503 ' "$T/exshim.log" | tail -n 1)
+grep -q ' backend=pool auth=' <<<"$line" || fail "all down: the 503's access line names a server: $line"
 pass "kill under load: last new connection to the dead server +$gap ms (limit $limit), $errs client errors, one down line; restart: traffic back after $rgap ms ($rmin..$rmax); all down: 503 in $ms ms naming backend and route"
