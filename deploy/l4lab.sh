@@ -16,7 +16,8 @@
 # usage: deploy/l4lab.sh up | down | status | notify ...
 # Environment: L4_PREFIX (namespace prefix, default exl4-), L4_DIR (state and logs, default
 # ${TMPDIR:-/tmp}/exl4), L4_NODES (3), L4_LABS (3), L4_CLIENTS (100), L4_USERS (100),
-# L4_WORKERS (exshim workers per node, 1), BUILD (build directory, default build).
+# L4_WORKERS (exshim workers per node, 1), BUILD (build directory, default build), EXSHIM and
+# EXSHIM_LAB (the binaries, default in BUILD).
 set -u
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 TOP=$(cd "$HERE/.." && pwd)
@@ -30,6 +31,8 @@ NUSERS=${L4_USERS:-100}
 WORKERS=${L4_WORKERS:-1}
 BUILD=${BUILD:-build}
 case "$BUILD" in /*) ;; *) BUILD="$TOP/$BUILD" ;; esac
+EXSHIM=${EXSHIM:-$BUILD/exshim}
+EXSHIM_LAB=${EXSHIM_LAB:-$BUILD/exshim-lab}
 VIP=10.92.1.250
 PORT=443
 MPORT=9120
@@ -226,7 +229,7 @@ wait_for() { # SECONDS CMD...: polls CMD every 0.1 s
 start_node() {
     local n=$1
     rm -f "$DIR/node$n.pid" "$DIR/node$n.ready"
-    nsx "node$n" "$BUILD/exshim" -c "$DIR/node$n.conf" -p "$DIR/node$n.pid" \
+    nsx "node$n" "$EXSHIM" -c "$DIR/node$n.conf" -p "$DIR/node$n.pid" \
         -r "$DIR/node$n.ready" >>"$DIR/node$n.log" 2>&1 </dev/null &
     wait_for 15 test -s "$DIR/node$n.ready" || die "exshim on node$n did not start (see $DIR/node$n.log)"
 }
@@ -234,7 +237,7 @@ start_node() {
 start_lab() {
     local n=$1
     rm -f "$DIR/lab$n.ready"
-    (cd "$TOP" && exec ip netns exec "${PFX}lab$n" "$BUILD/exshim-lab" --preset default \
+    (cd "$TOP" && exec ip netns exec "${PFX}lab$n" "$EXSHIM_LAB" --preset default \
         --conf-dir "$TOP/conf/lab" --listen "$(lab_ip "$n"):80" --users "$DIR/users" \
         --ready-file "$DIR/lab$n.ready" --log "$DIR/lab$n.log" --notify-hold 5000 \
         --pending-period 1000 --rpc-ping 10000) >>"$DIR/lab$n.stderr" 2>&1 </dev/null &
@@ -246,7 +249,7 @@ pool_size() { nft list chain ip exl4 pre 2>/dev/null | grep -o 'mod [0-9]*' | aw
 
 do_up() {
     [ "$(id -u)" -eq 0 ] || die "needs root (network namespaces)"
-    for b in exshim exshim-lab; do [ -x "$BUILD/$b" ] || die "$BUILD/$b not built (make)"; done
+    for b in "$EXSHIM" "$EXSHIM_LAB"; do [ -x "$b" ] || die "$b not built (make)"; done
     for c in ip nft keepalived curl flock openssl; do
         command -v "$c" >/dev/null || die "$c not installed (tests/install-deps.sh)"
     done
