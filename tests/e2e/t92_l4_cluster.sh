@@ -14,8 +14,9 @@
 #     server, exshim's client connections with that backend are not more than the lab's
 #     connections from that node (a backend connection never serves two clients);
 #   - the drained node's last new connection came within keepalived's check interval x
-#     fall + curl's timeout + 1 s of the drain command, and no request failed that a client
-#     would not retry (auth, protocol, unexpected status);
+#     fall + curl's timeout + 2 s of the drain command (a check already in flight at the
+#     drain may still see 200, and a loaded machine delays the notify script), and no request
+#     failed that a client would not retry (auth, protocol, unexpected status);
 #   - after the kill, the sessions it held reconnect through the other nodes with new NTLM
 #     handshakes and every session is up again at the end.
 . "$(dirname "$0")/lib.sh"
@@ -133,7 +134,7 @@ if [ -n "$drained_master" ] && kill -0 "$drained_master" 2>/dev/null; then
 fi
 
 "$PY" - "$D" "$T" "$t_drain" "$t_kill" "$t_end" "$DRAINED" "$KILLED" "$DRAIN_MODE" \
-    "$((CHECK_INTERVAL_MS * CHECK_FALL + CURL_MAX_MS + 1000))" "$RPC_SESSIONS" "$MAPI_SESSIONS" \
+    "$((CHECK_INTERVAL_MS * CHECK_FALL + CURL_MAX_MS + 2000))" "$RPC_SESSIONS" "$MAPI_SESSIONS" \
     "$drained_exit" <<'EOF' || fail "see above"
 import collections, datetime, json, re, sys
 
