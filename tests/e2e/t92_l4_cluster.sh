@@ -30,7 +30,8 @@ ip netns exec "$probe" nft list tables >/dev/null 2>&1 || { ip netns del "$probe
 ip netns del "$probe"
 
 L4="$TOP/deploy/l4lab.sh"
-export L4_PREFIX=exl4t- L4_DIR="$T/l4" L4_NODES=3 L4_LABS=3 L4_CLIENTS=100 L4_USERS=100 BUILD \
+# a prefix of this run's own: two runs at once (two developers' test suites) do not meet
+export L4_PREFIX=exl4t$$- L4_DIR="$T/l4" L4_NODES=3 L4_LABS=3 L4_CLIENTS=100 L4_USERS=100 BUILD \
     EXSHIM EXSHIM_LAB
 D=$L4_DIR
 now_ms() { date +%s%3N; }
