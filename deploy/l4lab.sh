@@ -199,7 +199,7 @@ listeners = (
 );
 metrics = { address = "$(node_ip "$1"):$MPORT"; };
 backends = (
-  { name = "ex"; servers = [ $servers ]; connect_timeout = "1s"; balance = "rendezvous";
+  { name = "ex"; servers = [ $servers ]; balance = "rendezvous";
     # generous on a shared 2-core box: a worker busy with a burst of TLS and NTLM handshakes
     # must not take every server down because its own checks waited
     health = { path = "/rpc/healthcheck.htm"; interval = "2s"; timeout = "1500ms";

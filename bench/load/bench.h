@@ -34,15 +34,18 @@ enum bench_auth_kind {
 };
 
 enum bench_err {
-    BENCH_E_CONNECT,  /* TCP connect refused / failed */
-    BENCH_E_TLS,      /* TLS handshake or record error */
-    BENCH_E_AUTH,     /* no challenge, or 401 after the final leg */
-    BENCH_E_STATUS,   /* unexpected HTTP status */
-    BENCH_E_GATEWAY,  /* 502, 503 or 504: a proxy's or balancer's answer, retried by Outlook */
-    BENCH_E_PROTOCOL, /* bad framing, bad PDU, bad MAPI response code */
-    BENCH_E_CLOSED,   /* peer closed a connection that should have stayed open */
-    BENCH_E_TIMEOUT,  /* no answer in time */
-    BENCH_E_LOCAL,    /* local resource (fd limit, GSS failure, memory) */
+    BENCH_E_CONNECT,    /* TCP connect refused / failed */
+    BENCH_E_TLS,        /* TLS handshake or record error */
+    BENCH_E_AUTH,       /* no challenge, or 401 after the final leg */
+    BENCH_E_STATUS,     /* unexpected HTTP status */
+    BENCH_E_GATEWAY,    /* 502, 503 or 504: a proxy's or balancer's answer, retried by Outlook */
+    BENCH_E_AUTH_CLOSE, /* the NTLM/Negotiate challenge (401) closed its connection */
+    BENCH_E_MAPI_CODE,  /* MAPI X-ResponseCode != 0 (e.g. a session the server does not know):
+                           Outlook connects the session again */
+    BENCH_E_PROTOCOL,   /* bad framing, bad PDU, bad MAPI response code */
+    BENCH_E_CLOSED,     /* peer closed a connection that should have stayed open */
+    BENCH_E_TIMEOUT,    /* no answer in time */
+    BENCH_E_LOCAL,      /* local resource (fd limit, GSS failure, memory) */
     BENCH_E_MAX
 };
 

@@ -651,7 +651,7 @@ load_response_done(struct load_chan *c)
             return -1;
         }
         if (!c->keep_alive) {
-            load_fail(c, BENCH_E_AUTH, "401 closes the connection (NTLM needs it kept)");
+            load_fail(c, BENCH_E_AUTH_CLOSE, "401 closes the connection (NTLM needs it kept)");
             return -1;
         }
         char *tok = NULL;
@@ -678,7 +678,7 @@ load_response_done(struct load_chan *c)
     }
     if (c->mapi_code > 0) {
         snprintf(why, sizeof why, "X-ResponseCode %d", c->mapi_code);
-        load_fail(c, BENCH_E_PROTOCOL, why);
+        load_fail(c, BENCH_E_MAPI_CODE, why);
         return -1;
     }
     uint64_t now = load_now_us();
