@@ -294,6 +294,8 @@ for name, want in (("rpc", n_rpc), ("mapi", n_mapi), ("churn", None)):
         # a stopping node (SIGTERM) closes even its NTLM challenges; the drain must not
         print(f"note: {name}: {closed401} NTLM challenges closed by the stopping node (SIGTERM)")
         fatal -= closed401
+        tot["errors_fatal"] -= closed401
+        tot["sigterm_401"] = tot.get("sigterm_401", 0) + closed401
     if fatal:
         bad.append(f"{name}: {fatal} failures a client would not retry: {kinds}")
     if want is not None:
@@ -311,7 +313,8 @@ if rpc["reauths"] < 2 * rpc["reconnected"]:
 o = lambda n: per_node[n][2]
 print(f"SUMMARY t92: session channels per node before the drain node1={o(1)} node2={o(2)} node3={o(3)}; "
       f"reconnects {tot['reconnects']} ({tot['reconnected']} back, {tot['reauths']} re-authentications); "
-      f"failures {tot['errors_retryable']} retried, {tot['errors_fatal']} not; "
+      f"failures {tot['errors_retryable']} retried, {tot['errors_fatal']} not"
+      f"{' (+%d challenges closed by SIGTERM)' % tot['sigterm_401'] if tot.get('sigterm_401') else ''}; "
       f"drain-to-zero {drain_to_zero} ms (drain {mode}, pool change {pool_out} ms)")
 for b in bad:
     print("  FAIL: " + b)
