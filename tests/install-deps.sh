@@ -11,6 +11,7 @@ PKGS=(
   curl openssl python3 python3-requests-ntlm python3-ntlm-auth python3-gssapi
   haproxy nginx procps psmisc systemd
   prometheus
+  nftables keepalived iproute2
 )
 missing=()
 for p in "${PKGS[@]}"; do

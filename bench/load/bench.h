@@ -34,14 +34,18 @@ enum bench_auth_kind {
 };
 
 enum bench_err {
-    BENCH_E_CONNECT,  /* TCP connect refused / failed */
-    BENCH_E_TLS,      /* TLS handshake or record error */
-    BENCH_E_AUTH,     /* no challenge, or 401 after the final leg */
-    BENCH_E_STATUS,   /* unexpected HTTP status */
-    BENCH_E_PROTOCOL, /* bad framing, bad PDU, bad MAPI response code */
-    BENCH_E_CLOSED,   /* peer closed a connection that should have stayed open */
-    BENCH_E_TIMEOUT,  /* no answer in time */
-    BENCH_E_LOCAL,    /* local resource (fd limit, GSS failure, memory) */
+    BENCH_E_CONNECT,    /* TCP connect refused / failed */
+    BENCH_E_TLS,        /* TLS handshake or record error */
+    BENCH_E_AUTH,       /* no challenge, or 401 after the final leg */
+    BENCH_E_STATUS,     /* unexpected HTTP status */
+    BENCH_E_GATEWAY,    /* 502, 503 or 504: a proxy's or balancer's answer, retried by Outlook */
+    BENCH_E_AUTH_CLOSE, /* the NTLM/Negotiate challenge (401) closed its connection */
+    BENCH_E_MAPI_CODE,  /* MAPI X-ResponseCode != 0 (e.g. a session the server does not know):
+                           Outlook connects the session again */
+    BENCH_E_PROTOCOL,   /* bad framing, bad PDU, bad MAPI response code */
+    BENCH_E_CLOSED,     /* peer closed a connection that should have stayed open */
+    BENCH_E_TIMEOUT,    /* no answer in time */
+    BENCH_E_LOCAL,      /* local resource (fd limit, GSS failure, memory) */
     BENCH_E_MAX
 };
 
@@ -69,6 +73,11 @@ struct bench_stats {
     uint64_t bytes_out, bytes_in;     /* application bytes written / read (incl. heads) */
     uint64_t payload_out, payload_in; /* stream mode: PDU bytes pumped / echoed back */
     uint64_t streams_done;
+    /* --reconnect: a session whose channel fails starts over (new connections, new NTLM) */
+    uint64_t reconnects;    /* restarts of a session that had been established */
+    uint64_t reconnected;   /* of which came back (established again) */
+    uint64_t setup_retries; /* restarts of a session never established yet */
+    uint64_t reauths;       /* NTLM handshakes completed on the channels of a restart */
     uint64_t err[BENCH_E_MAX];
     char err_example[BENCH_E_MAX][120];
     /* hold window */
@@ -80,6 +89,13 @@ struct bench_stats {
     struct bench_hist lat_ramp; /* the same, before the hold (ramp: handshakes compete) */
     struct bench_hist setup;    /* session setup (connect to established) */
 };
+
+struct bench_user {
+    char domain[64], user[64], password[128];
+};
+
+#define BENCH_MAX_USERS 10000
+#define BENCH_MAX_SRCS 4096
 
 struct bench_opts {
     enum bench_mode mode;
@@ -110,6 +126,15 @@ struct bench_opts {
     char label[128];
     bool quiet;
     bool progress;
+    /* --users FILE: every line, one user per session round robin (users[0] is also in
+     * domain/user/password); NULL with --user */
+    const struct bench_user *users;
+    unsigned nusers;
+    /* --source-addrs: sessions bound round robin to these IPv4 addresses (network order) */
+    const uint32_t *srcs;
+    unsigned nsrcs;
+    bool reconnect;
+    unsigned procs_total; /* the session of global number k = launched * procs + index */
 };
 
 extern struct bench_opts g_opt;
@@ -130,6 +155,13 @@ int bench_gss_init(enum bench_auth_kind kind, const char *domain, const char *us
 int bench_gss_step(struct bench_gss **g, const char *in_b64, size_t in_len, char **out_b64,
                    char *why, size_t whylen);
 void bench_gss_free(struct bench_gss *g);
+/* Another password credential (after bench_gss_init with a password): returns its index
+ * (1, 2, ...; 0 is bench_gss_init's) or -1 with why filled. */
+int bench_gss_add_cred(const char *domain, const char *user, const char *password, char *why,
+                       size_t whylen);
+/* A context not started yet that will use credential cred (bench_gss_step creates one with
+ * credential 0 when handed NULL). NULL when out of memory. */
+struct bench_gss *bench_gss_new(unsigned cred);
 /* Channel bindings for contexts started from now on: application data (e.g.
  * "tls-server-end-point:" || certificate hash) copied from data[0..len), or none when data is
  * NULL. Returns 0 or -1 (too long). */
@@ -144,6 +176,9 @@ double bench_hist_pct(const struct bench_hist *h, double p); /* microseconds */
 void bench_err(struct bench_stats *st, enum bench_err e, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 const char *bench_err_name(enum bench_err e);
+/* Errors a client retries on a new connection (connect, TLS, closed, timeout) as opposed to
+ * answers it would not retry (auth, status, protocol) or local trouble. */
+bool bench_err_retryable(enum bench_err e);
 
 struct bench_proc_sample {
     double cpu_s;    /* utime + stime of the process tree */

@@ -1,6 +1,7 @@
 /*
  * exshim-bench: command line, worker processes, live progress, final report.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>
@@ -26,7 +27,7 @@ bench_usage(FILE *f)
             "usage: exshim-bench --url http[s]://127.0.0.1:PORT --mode MODE [options]\n"
             "  --mode rpc|mapi|stream|handshake\n"
             "  --auth ntlm|negotiate|none       (default ntlm)\n"
-            "  --users FILE                     take DOMAIN:user:password from the first line\n"
+            "  --users FILE        DOMAIN:user:password lines: one user per session, round robin\n"
             "  --user DOMAIN\\\\user --password PW\n"
             "  --sessions N        sessions (stream: channels; handshake: concurrent loops)\n"
             "  --rate R            new sessions per second during the ramp (0 = all at once)\n"
@@ -46,7 +47,11 @@ bench_usage(FILE *f)
             "  --lab-pid PID       measure the lab too\n"
             "  --json FILE         write the report as JSON\n"
             "  --label TEXT        name of this run in the report\n"
-            "  --quiet             no progress line\n");
+            "  --quiet             no progress line\n"
+            "  --source-addrs A.B.C.D-E|FILE  bind sessions round robin to these client\n"
+            "                      addresses (a range of the last octet, or one per line)\n"
+            "  --reconnect         a session whose channel fails starts over: new connections,\n"
+            "                      new NTLM (backoff 250 ms doubling to 2 s); counted\n");
 }
 
 static uint64_t
@@ -102,30 +107,117 @@ bench_parse_url(const char *url, struct bench_opts *o)
     return o->port > 0 ? 0 : -1;
 }
 
+static struct bench_user bench_users[BENCH_MAX_USERS];
+static uint32_t bench_srcs[BENCH_MAX_SRCS];
+
+/* Every DOMAIN:user:password line (blank lines and # comments skipped). Returns the count, or
+ * -1 with a message printed. */
 static int
 bench_read_users(const char *path, struct bench_opts *o)
 {
     FILE *f = fopen(path, "r");
     char line[512];
-    if (!f)
+    unsigned n = 0, lineno = 0;
+    if (!f) {
+        fprintf(stderr, "--users %s: %s\n", path, strerror(errno));
         return -1;
+    }
     while (fgets(line, sizeof line, f)) {
+        lineno++;
         line[strcspn(line, "\r\n")] = 0;
         if (!line[0] || line[0] == '#')
             continue;
         char *a = strchr(line, ':'), *b = a ? strchr(a + 1, ':') : NULL;
-        if (!b)
-            continue;
+        if (!b) {
+            fprintf(stderr, "--users %s:%u: not DOMAIN:user:password\n", path, lineno);
+            fclose(f);
+            return -1;
+        }
+        if (n == BENCH_MAX_USERS) {
+            fprintf(stderr, "--users %s: more than %d users\n", path, BENCH_MAX_USERS);
+            fclose(f);
+            return -1;
+        }
         *a = 0;
         *b = 0;
-        snprintf(o->domain, sizeof o->domain, "%.63s", line);
-        snprintf(o->user, sizeof o->user, "%.63s", a + 1);
-        snprintf(o->password, sizeof o->password, "%.127s", b + 1);
-        fclose(f);
-        return 0;
+        struct bench_user *u = &bench_users[n++];
+        snprintf(u->domain, sizeof u->domain, "%.63s", line);
+        snprintf(u->user, sizeof u->user, "%.63s", a + 1);
+        snprintf(u->password, sizeof u->password, "%.127s", b + 1);
     }
     fclose(f);
-    return -1;
+    if (!n) {
+        fprintf(stderr, "--users %s: no DOMAIN:user:password line\n", path);
+        return -1;
+    }
+    memcpy(o->domain, bench_users[0].domain, sizeof o->domain);
+    memcpy(o->user, bench_users[0].user, sizeof o->user);
+    memcpy(o->password, bench_users[0].password, sizeof o->password);
+    o->users = bench_users;
+    o->nusers = n;
+    return (int)n;
+}
+
+static int
+bench_add_src(const char *s, unsigned *n)
+{
+    struct in_addr a;
+    if (inet_pton(AF_INET, s, &a) != 1)
+        return -1;
+    if (*n == BENCH_MAX_SRCS)
+        return -2;
+    bench_srcs[(*n)++] = a.s_addr;
+    return 0;
+}
+
+/* A.B.C.D-E (last octet D to E) or a file with one IPv4 address a line. */
+static int
+bench_read_srcs(const char *arg, struct bench_opts *o)
+{
+    unsigned n = 0;
+    unsigned a, b, c, d, e;
+    char tail;
+    if (sscanf(arg, "%u.%u.%u.%u-%u%c", &a, &b, &c, &d, &e, &tail) == 5) {
+        if (a > 255 || b > 255 || c > 255 || d > 255 || e > 255 || e < d) {
+            fprintf(stderr, "--source-addrs %s: not A.B.C.D-E with D <= E <= 255\n", arg);
+            return -1;
+        }
+        for (unsigned x = d; x <= e; x++) {
+            char ip[32];
+            snprintf(ip, sizeof ip, "%u.%u.%u.%u", a, b, c, x);
+            bench_add_src(ip, &n);
+        }
+    } else {
+        FILE *f = fopen(arg, "r");
+        char line[128];
+        unsigned lineno = 0;
+        if (!f) {
+            fprintf(stderr, "--source-addrs %s: not a range A.B.C.D-E, and %s\n", arg,
+                    strerror(errno));
+            return -1;
+        }
+        while (fgets(line, sizeof line, f)) {
+            lineno++;
+            line[strcspn(line, "\r\n \t")] = 0;
+            if (!line[0] || line[0] == '#')
+                continue;
+            int rc = bench_add_src(line, &n);
+            if (rc != 0) {
+                fprintf(stderr, "--source-addrs %s:%u: %s\n", arg, lineno,
+                        rc == -1 ? "not an IPv4 address" : "too many addresses");
+                fclose(f);
+                return -1;
+            }
+        }
+        fclose(f);
+    }
+    if (!n) {
+        fprintf(stderr, "--source-addrs %s: no address\n", arg);
+        return -1;
+    }
+    o->srcs = bench_srcs;
+    o->nsrcs = n;
+    return 0;
 }
 
 static void
@@ -150,6 +242,10 @@ bench_sum(struct bench_stats *tot, const struct bench_stats *st, unsigned n)
         tot->payload_in += s->payload_in;
         tot->streams_done += s->streams_done;
         tot->up_at_hold_end += s->up_at_hold_end;
+        tot->reconnects += s->reconnects;
+        tot->reconnected += s->reconnected;
+        tot->setup_retries += s->setup_retries;
+        tot->reauths += s->reauths;
         for (int e = 0; e < BENCH_E_MAX; e++) {
             tot->err[e] += s->err[e];
             if (!tot->err_example[e][0] && s->err_example[e][0])
@@ -245,6 +341,8 @@ main(int argc, char **argv)
         O_LABEL,
         O_QUIET,
         O_HOSTNAME,
+        O_SRCS,
+        O_RECONNECT,
     };
     static const struct option lo[] = {
         {"url", 1, 0, O_URL},
@@ -272,6 +370,8 @@ main(int argc, char **argv)
         {"label", 1, 0, O_LABEL},
         {"quiet", 0, 0, O_QUIET},
         {"hostname", 1, 0, O_HOSTNAME},
+        {"source-addrs", 1, 0, O_SRCS},
+        {"reconnect", 0, 0, O_RECONNECT},
         {"help", 0, 0, 'h'},
         {0, 0, 0, 0},
     };
@@ -308,10 +408,15 @@ main(int argc, char **argv)
             }
             break;
         case O_USERS:
-            if (bench_read_users(optarg, o) != 0) {
-                fprintf(stderr, "cannot read a DOMAIN:user:password line from %s\n", optarg);
+            if (bench_read_users(optarg, o) < 0)
                 return 2;
-            }
+            break;
+        case O_SRCS:
+            if (bench_read_srcs(optarg, o) != 0)
+                return 2;
+            break;
+        case O_RECONNECT:
+            o->reconnect = true;
             break;
         case O_USER: {
             const char *bs = strchr(optarg, '\\');
@@ -321,6 +426,8 @@ main(int argc, char **argv)
             } else {
                 snprintf(o->user, sizeof o->user, "%s", optarg);
             }
+            o->users = NULL; /* one user from now on */
+            o->nusers = 0;
             break;
         }
         case O_PASS:
@@ -437,6 +544,7 @@ main(int argc, char **argv)
         o->procs = o->sessions;
     if (o->procs > 64)
         o->procs = 64;
+    o->procs_total = o->procs;
 
     struct bench_stats *st = mmap(NULL, sizeof *st * o->procs, PROT_READ | PROT_WRITE,
                                   MAP_SHARED | MAP_ANONYMOUS, -1, 0);
@@ -604,7 +712,18 @@ main(int argc, char **argv)
                 (double)lat_ramp.max_us / 1e3, (unsigned long long)lat_ramp.n);
     fprintf(f, "  %-28s p50 %.3f  p99 %.3f\n", "session setup ms", bench_hist_pct(&setup, 50) / 1e3,
             bench_hist_pct(&setup, 99) / 1e3);
-    fprintf(f, "  %-28s %llu\n", "errors", (unsigned long long)errs);
+    uint64_t errs_retry = 0;
+    for (int e = 0; e < BENCH_E_MAX; e++)
+        if (bench_err_retryable(e))
+            errs_retry += tot.err[e];
+    if (o->reconnect)
+        fprintf(f, "  %-28s %llu, %llu came back (%llu re-authentications); %llu setup retries\n",
+                "reconnects", (unsigned long long)tot.reconnects,
+                (unsigned long long)tot.reconnected, (unsigned long long)tot.reauths,
+                (unsigned long long)tot.setup_retries);
+    fprintf(f, "  %-28s %llu (%llu a client retries, %llu not)\n", "errors",
+            (unsigned long long)errs, (unsigned long long)errs_retry,
+            (unsigned long long)(errs - errs_retry));
     for (int e = 0; e < BENCH_E_MAX; e++)
         if (tot.err[e])
             fprintf(f, "    %-12s %llu  e.g. %s\n", bench_err_name(e),
@@ -689,8 +808,21 @@ main(int argc, char **argv)
                     gib_crossing > 0.01 ? proxy_cpu / gib_crossing : -1.0, rss_per_chan);
         else
             fprintf(j, "null");
+        fprintf(j,
+                ",\n \"sessions_established\": %llu, \"reconnect\": %s, \"reconnects\": %llu,"
+                " \"reconnected\": %llu, \"reauths\": %llu, \"setup_retries\": %llu,\n"
+                " \"errors_retryable\": %llu, \"errors_fatal\": %llu, \"users\": %u,"
+                " \"source_addrs\": %u",
+                (unsigned long long)tot.established, o->reconnect ? "true" : "false",
+                (unsigned long long)tot.reconnects, (unsigned long long)tot.reconnected,
+                (unsigned long long)tot.reauths, (unsigned long long)tot.setup_retries,
+                (unsigned long long)errs_retry, (unsigned long long)(errs - errs_retry),
+                o->nusers ? o->nusers : 1, o->nsrcs);
         fprintf(j, ",\n \"lab_cpu_s\": %.3f, \"bench_cpu_s\": %.3f}\n", lab_cpu, bench_cpu);
         fclose(j);
     }
+    /* with --reconnect, errors a client retries are part of the run; the others are not */
+    if (o->reconnect)
+        return errs - errs_retry ? 3 : 0;
     return errs ? 3 : 0;
 }

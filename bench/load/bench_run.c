@@ -14,6 +14,7 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdarg.h>
@@ -90,6 +91,12 @@ struct load_sess {
     char cookie[768]; /* MAPI cookie jar as a Cookie header value */
     uint64_t stream_got;
     char clientinfo[48];
+    /* --users / --source-addrs / --reconnect */
+    unsigned cred; /* GSS credential (user) of every channel */
+    uint32_t src;  /* source address (network order), 0 = any */
+    bool ever_up;  /* was established at least once */
+    unsigned restarts, backoff_n;
+    struct event *retry;
     struct load_sess *next;
 };
 
@@ -215,7 +222,31 @@ load_sess_end(struct load_sess *s, bool failed)
         event_free(s->setup_to);
         s->setup_to = NULL;
     }
+    if (s->retry) {
+        event_free(s->retry);
+        s->retry = NULL;
+    }
     /* the struct stays on w->all until the worker exits (callbacks may still name it) */
+}
+
+static void load_sess_restart(struct load_sess *s);
+
+/* A channel of s lost: the session starts over with --reconnect, else it ends. */
+static void
+load_sess_lost(struct load_sess *s, bool failed)
+{
+    if (s->w->o->reconnect && s->w->phase < 3)
+        load_sess_restart(s);
+    else
+        load_sess_end(s, failed);
+}
+
+static void
+load_handshake_done(struct load_sess *s)
+{
+    s->w->st->handshakes++;
+    if (s->restarts)
+        s->w->st->reauths++;
 }
 
 static void
@@ -234,7 +265,7 @@ load_fail(struct load_chan *c, enum bench_err e, const char *what)
         load_hs_next(s, 50);
         return;
     }
-    load_sess_end(s, true);
+    load_sess_lost(s, true);
 }
 
 static void
@@ -244,14 +275,20 @@ load_established(struct load_sess *s)
     if (s->established)
         return;
     s->established = true;
-    if (s->pending && w->pending)
-        w->pending--;
-    s->pending = false;
-    w->st->established++;
+    s->backoff_n = 0;
+    if (s->ever_up) {
+        w->st->reconnected++;
+    } else {
+        s->ever_up = true;
+        if (s->pending && w->pending)
+            w->pending--;
+        s->pending = false;
+        w->st->established++;
+        bench_hist_add(&w->st->setup, load_now_us() - s->t_start_us);
+    }
     w->st->up++;
     if (w->st->up > w->st->up_peak)
         w->st->up_peak = w->st->up;
-    bench_hist_add(&w->st->setup, load_now_us() - s->t_start_us);
     if (s->setup_to) {
         event_free(s->setup_to);
         s->setup_to = NULL;
@@ -362,7 +399,7 @@ load_final(struct load_chan *c, const char *tok)
         c->pumped = 104;
         c->st = LS_OPEN; /* an IN channel is never answered */
         if (tok)
-            w->st->handshakes++;
+            load_handshake_done(s);
         break;
     }
     case LK_HS: {
@@ -390,6 +427,10 @@ load_start_auth(struct load_chan *c)
         return;
     }
     char why[256], *tok = NULL;
+    if (!c->gss && !(c->gss = bench_gss_new(c->s->cred))) {
+        load_fail(c, BENCH_E_LOCAL, "out of memory");
+        return;
+    }
     int rc = bench_gss_step(&c->gss, NULL, 0, &tok, why, sizeof why);
     if (rc < 0 || !tok) {
         free(tok);
@@ -501,7 +542,7 @@ load_out_pdus(struct load_chan *c, struct evbuffer *in)
             if (!s->established) {
                 if (flags == 0 && ncmd == 3) { /* CONN/C2 */
                     load_established(s);
-                    w->st->handshakes++; /* OUT leg confirmed */
+                    load_handshake_done(s); /* OUT leg confirmed */
                     if (w->o->mode == BENCH_MODE_STREAM && s->b) {
                         s->b->pumping = true;
                         load_pump(s->b);
@@ -588,6 +629,12 @@ load_cookie_merge(struct load_sess *s, struct h1_slice v)
 static void load_hs_connect(struct load_sess *s);
 static void load_mapi_next(struct load_sess *s);
 
+static enum bench_err
+load_status_kind(int status)
+{
+    return status == 502 || status == 503 || status == 504 ? BENCH_E_GATEWAY : BENCH_E_STATUS;
+}
+
 /* A whole response has been read on c (head fields saved in c). Returns -1 when c is gone. */
 static int
 load_response_done(struct load_chan *c)
@@ -600,11 +647,11 @@ load_response_done(struct load_chan *c)
         if (c->status != 401 || !c->challenge) {
             snprintf(why, sizeof why, "leg 1 answered %d%s", c->status,
                      c->status == 401 ? " without a matching challenge" : "");
-            load_fail(c, c->status == 401 ? BENCH_E_AUTH : BENCH_E_STATUS, why);
+            load_fail(c, c->status == 401 ? BENCH_E_AUTH : load_status_kind(c->status), why);
             return -1;
         }
         if (!c->keep_alive) {
-            load_fail(c, BENCH_E_AUTH, "401 closes the connection (NTLM needs it kept)");
+            load_fail(c, BENCH_E_AUTH_CLOSE, "401 closes the connection (NTLM needs it kept)");
             return -1;
         }
         char *tok = NULL;
@@ -626,12 +673,12 @@ load_response_done(struct load_chan *c)
     }
     if (c->status != 200) {
         snprintf(why, sizeof why, "status %d", c->status);
-        load_fail(c, BENCH_E_STATUS, why);
+        load_fail(c, load_status_kind(c->status), why);
         return -1;
     }
     if (c->mapi_code > 0) {
         snprintf(why, sizeof why, "X-ResponseCode %d", c->mapi_code);
-        load_fail(c, BENCH_E_PROTOCOL, why);
+        load_fail(c, BENCH_E_MAPI_CODE, why);
         return -1;
     }
     uint64_t now = load_now_us();
@@ -647,7 +694,7 @@ load_response_done(struct load_chan *c)
         return -1;
     case LK_MAPI:
         if (c->st == LS_LEG2)
-            w->st->handshakes++;
+            load_handshake_done(s);
         c->st = LS_OPEN;
         if (!s->established) {
             load_established(s);
@@ -662,7 +709,7 @@ load_response_done(struct load_chan *c)
         return 0;
     case LK_NOTIFY:
         if (c->st == LS_LEG2)
-            w->st->handshakes++;
+            load_handshake_done(s);
         w->st->requests++;
         if (w->phase < 3)
             load_final(c, NULL);
@@ -859,6 +906,27 @@ load_chan_new(struct load_sess *s, enum load_kind kind)
     c->st = LS_CONNECTING;
     c->t0_us = load_now_us();
     int opts = BEV_OPT_CLOSE_ON_FREE;
+    evutil_socket_t fd = -1;
+    if (s->src) {
+        /* the client address this session stands for; the port comes with connect() */
+        struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = s->src};
+        int one = 1;
+        fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0) {
+            bench_err(w->st, BENCH_E_LOCAL, "socket: %s", strerror(errno));
+            free(c);
+            return NULL;
+        }
+        setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
+        if (bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+            char ip[INET_ADDRSTRLEN];
+            inet_ntop(AF_INET, &sa.sin_addr, ip, sizeof ip);
+            bench_err(w->st, BENCH_E_LOCAL, "bind %s: %s", ip, strerror(errno));
+            close(fd);
+            free(c);
+            return NULL;
+        }
+    }
     if (w->ssl) {
         SSL *ssl = SSL_new(w->ssl);
         if (!ssl) {
@@ -866,13 +934,15 @@ load_chan_new(struct load_sess *s, enum load_kind kind)
             return NULL;
         }
         SSL_set_tlsext_host_name(ssl, w->o->hostname);
-        c->bev = bufferevent_openssl_socket_new(w->base, -1, ssl, BUFFEREVENT_SSL_CONNECTING, opts);
+        c->bev = bufferevent_openssl_socket_new(w->base, fd, ssl, BUFFEREVENT_SSL_CONNECTING, opts);
         if (c->bev)
             bufferevent_openssl_set_allow_dirty_shutdown(c->bev, 1);
     } else {
-        c->bev = bufferevent_socket_new(w->base, -1, opts);
+        c->bev = bufferevent_socket_new(w->base, fd, opts);
     }
     if (!c->bev) {
+        if (fd >= 0)
+            close(fd);
         free(c);
         return NULL;
     }
@@ -913,7 +983,7 @@ load_tick_cb(evutil_socket_t fd, short what, void *arg)
         if (s->echo_seq - s->echo_got > BENCH_ECHO_MAX_OUTSTANDING) {
             bench_err(w->st, BENCH_E_TIMEOUT, "echo: %u PDUs unanswered",
                       s->echo_seq - s->echo_got);
-            load_sess_end(s, false);
+            load_sess_lost(s, false);
             return;
         }
         load_send_echo(s);
@@ -932,7 +1002,7 @@ load_setup_to_cb(evutil_socket_t fd, short what, void *arg)
     if (s->dead || s->established)
         return;
     bench_err(w->st, BENCH_E_TIMEOUT, "session not established in %.0f s", w->o->setup_timeout_s);
-    load_sess_end(s, true);
+    load_sess_lost(s, true);
 }
 
 static void
@@ -974,6 +1044,77 @@ load_hs_next(struct load_sess *s, unsigned delay_ms)
     event_base_once(s->w->base, -1, EV_TIMEOUT, load_hs_later, s, &tv);
 }
 
+/* Opens the channels of s (first start or restart), with fresh per-connection state. */
+static void
+load_sess_open(struct load_sess *s)
+{
+    struct load_worker *w = s->w;
+    const struct bench_opts *o = w->o;
+    load_random(s->vc, sizeof s->vc);
+    s->echo_seq = s->echo_got = 0;
+    s->cookie[0] = 0;
+    s->stream_got = 0;
+    s->last_ping_us = load_now_us();
+    struct timeval tv = {(time_t)o->setup_timeout_s, 0};
+    if (!s->setup_to)
+        s->setup_to = evtimer_new(w->base, load_setup_to_cb, s);
+    evtimer_add(s->setup_to, &tv);
+    if (o->mode == BENCH_MODE_MAPI) {
+        s->a = load_chan_new(s, LK_MAPI);
+        if (!s->a)
+            load_sess_lost(s, true);
+        return;
+    }
+    s->a = load_chan_new(s, LK_OUT);
+    s->b = s->a ? load_chan_new(s, LK_IN) : NULL;
+    if (!s->a || !s->b)
+        load_sess_lost(s, true);
+}
+
+static void
+load_retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct load_sess *s = arg;
+    if (!s->dead && s->w->phase < 3 && !s->a && !s->b)
+        load_sess_open(s);
+}
+
+/* --reconnect: drops what is left of s and opens it again after a backoff (250 ms doubling
+ * to 2 s, plus up to 250 ms of jitter so that the clients of a dead node do not come back in
+ * one burst). Every new channel authenticates again. */
+static void
+load_sess_restart(struct load_sess *s)
+{
+    struct load_worker *w = s->w;
+    if (s->dead)
+        return;
+    load_chan_free(s->a);
+    load_chan_free(s->b);
+    s->a = s->b = NULL;
+    if (s->established) {
+        s->established = false;
+        if (w->st->up)
+            w->st->up--;
+        w->st->reconnects++;
+    } else {
+        w->st->setup_retries++;
+    }
+    s->restarts++;
+    if (s->setup_to)
+        evtimer_del(s->setup_to);
+    unsigned ms = 250u << (s->backoff_n < 3 ? s->backoff_n : 3);
+    s->backoff_n++;
+    ms += (unsigned)(random() % 250);
+    if (!s->retry)
+        s->retry = evtimer_new(w->base, load_retry_cb, s);
+    if (!s->retry) {
+        load_sess_end(s, !s->ever_up);
+        return;
+    }
+    struct timeval tv = {ms / 1000, (suseconds_t)(ms % 1000) * 1000};
+    evtimer_add(s->retry, &tv);
+}
+
 static void
 load_sess_start(struct load_worker *w)
 {
@@ -985,51 +1126,38 @@ load_sess_start(struct load_worker *w)
     }
     s->w = w;
     s->id = w->index * 1000000u + w->launched;
+    /* global session number: users and source addresses go round robin over all workers */
+    unsigned k = w->launched * (o->procs_total ? o->procs_total : 1) + w->index;
+    s->cred = o->nusers ? k % o->nusers : 0;
+    s->src = o->nsrcs ? o->srcs[k % o->nsrcs] : 0;
     s->next = w->all;
     w->all = s;
     s->t_start_us = load_now_us();
-    load_random(s->vc, sizeof s->vc);
     snprintf(s->clientinfo, sizeof s->clientinfo, "%08X-%04X-4%03X-A%03X-%012llX",
              (unsigned)random(), (unsigned)random() & 0xffff, (unsigned)random() & 0xfff,
              (unsigned)random() & 0xfff, (unsigned long long)random());
     if (o->mode != BENCH_MODE_HANDSHAKE)
         w->st->attempted++;
     if (o->mode == BENCH_MODE_HANDSHAKE) {
+        load_random(s->vc, sizeof s->vc);
         load_hs_connect(s); /* loops are not sessions */
         return;
     }
     w->pending++;
     s->pending = true;
-    struct timeval tv = {(time_t)o->setup_timeout_s, 0};
-    s->setup_to = evtimer_new(w->base, load_setup_to_cb, s);
-    evtimer_add(s->setup_to, &tv);
-    if (o->mode == BENCH_MODE_MAPI) {
-        s->a = load_chan_new(s, LK_MAPI);
-        if (!s->a) {
-            load_sess_end(s, true);
-            return;
-        }
-        if (o->req_rate > 0) {
-            s->tick = event_new(w->base, -1, EV_PERSIST, load_tick_cb, s);
-            double per = 1.0 / o->req_rate;
-            struct timeval pt = {(time_t)per, (suseconds_t)((per - (double)(time_t)per) * 1e6)};
-            event_add(s->tick, &pt);
-        }
-        return;
-    }
-    s->a = load_chan_new(s, LK_OUT);
-    s->b = s->a ? load_chan_new(s, LK_IN) : NULL;
-    if (!s->a || !s->b) {
-        load_sess_end(s, true);
-        return;
+    if (o->mode == BENCH_MODE_MAPI && o->req_rate > 0) {
+        s->tick = event_new(w->base, -1, EV_PERSIST, load_tick_cb, s);
+        double per = 1.0 / o->req_rate;
+        struct timeval pt = {(time_t)per, (suseconds_t)((per - (double)(time_t)per) * 1e6)};
+        event_add(s->tick, &pt);
     }
     unsigned per_ms = o->echo_ms ? o->echo_ms : o->ping_ms;
     if (o->mode == BENCH_MODE_RPC && per_ms) {
         s->tick = event_new(w->base, -1, EV_PERSIST, load_tick_cb, s);
         struct timeval pt = {per_ms / 1000, (suseconds_t)(per_ms % 1000) * 1000};
         event_add(s->tick, &pt);
-        s->last_ping_us = load_now_us();
     }
+    load_sess_open(s);
 }
 
 /* ------------------------------------------------------------------ phases */
@@ -1128,6 +1256,15 @@ bench_worker_run(const struct bench_opts *o, struct bench_stats *st, unsigned in
             bench_err(st, BENCH_E_LOCAL, "%s", why);
             st->phase = 4;
             return 1;
+        }
+        /* users[0] is the credential bench_gss_init took; users[i] becomes credential i */
+        for (unsigned i = 1; i < o->nusers; i++) {
+            if (bench_gss_add_cred(o->users[i].domain, o->users[i].user, o->users[i].password, why,
+                                   sizeof why) != (int)i) {
+                bench_err(st, BENCH_E_LOCAL, "user %s: %s", o->users[i].user, why);
+                st->phase = 4;
+                return 1;
+            }
         }
     }
     st->t_start = bench_now();

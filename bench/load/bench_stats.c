@@ -73,13 +73,21 @@ bench_hist_pct(const struct bench_hist *h, double p)
 }
 
 static const char *const bench_err_names[BENCH_E_MAX] = {
-    "connect", "tls", "auth", "http_status", "protocol", "closed", "timeout", "local",
+    "connect",   "tls",      "auth",   "http_status", "gateway", "auth_closed",
+    "mapi_code", "protocol", "closed", "timeout",     "local",
 };
 
 const char *
 bench_err_name(enum bench_err e)
 {
     return e < BENCH_E_MAX ? bench_err_names[e] : "?";
+}
+
+bool
+bench_err_retryable(enum bench_err e)
+{
+    return e == BENCH_E_CONNECT || e == BENCH_E_TLS || e == BENCH_E_CLOSED ||
+           e == BENCH_E_TIMEOUT || e == BENCH_E_GATEWAY || e == BENCH_E_MAPI_CODE;
 }
 
 void
