@@ -90,6 +90,32 @@ headers_hop_by_hop(const struct h1_head *h, struct h1_slice name)
     return hop_by_hop(h, &c, name);
 }
 
+static bool
+scheme_with_token(struct h1_slice v, const char *scheme)
+{
+    size_t n = strlen(scheme);
+    if (v.len <= n + 1 || strncasecmp(v.p, scheme, n) != 0 || v.p[n] != ' ')
+        return false;
+    for (size_t i = n + 1; i < v.len; i++)
+        if (v.p[i] != ' ' && v.p[i] != '\t')
+            return true;
+    return false;
+}
+
+bool
+headers_mid_handshake(const struct h1_head *h)
+{
+    if (h->status != 401)
+        return false;
+    for (size_t i = 0; i < h->nheaders; i++) {
+        const struct h1_header *x = &h->headers[i];
+        if (h1_slice_eq(x->name, "WWW-Authenticate") &&
+            (scheme_with_token(x->value, "NTLM") || scheme_with_token(x->value, "Negotiate")))
+            return true;
+    }
+    return false;
+}
+
 int
 headers_find_authz(const struct h1_head *h, const struct h1_header **authz_out)
 {

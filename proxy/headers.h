@@ -17,6 +17,10 @@ struct evbuffer;
  * header named in a Connection header (all of its tokens; framing headers and Host never)? */
 bool headers_hop_by_hop(const struct h1_head *h, struct h1_slice name);
 
+/* Is h a 401 in the middle of a connection-bound handshake: a WWW-Authenticate of NTLM or
+ * Negotiate carrying a token (the challenge the client answers on this same connection)? */
+bool headers_mid_handshake(const struct h1_head *h);
+
 /* The Authorization header of h in *authz_out (NULL when absent). Returns -1 when h has more
  * than one: which one counts would be ambiguous. Returns a view into h. */
 int headers_find_authz(const struct h1_head *h, const struct h1_header **authz_out);

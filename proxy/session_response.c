@@ -95,7 +95,11 @@ take_response_head(struct session *s)
         s->xlog.status = h.status;
         /* The backend will close: its connection cannot carry the next request. */
         bool last = s->client_eof && evbuffer_get_length(conn_input(s->client)) == 0;
-        s->close_after = last || !s->client_keep_alive || !h.keep_alive || *s->env->draining;
+        /* Draining closes after this response, but not in the middle of an NTLM/Negotiate
+         * handshake: the client must answer the challenge on this connection, so the close
+         * waits for the handshake's verdict. */
+        bool drain_close = *s->env->draining && !headers_mid_handshake(&h);
+        s->close_after = last || !s->client_keep_alive || !h.keep_alive || drain_close;
         break;
     }
     }

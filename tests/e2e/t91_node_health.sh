@@ -122,12 +122,19 @@ kill -0 "$EXSHIM_PID" 2>/dev/null || fail "exshim exited while the NotificationW
 
 # the balancer still sends a connection now and then until its next check: each is served
 # (with Connection: close) while the NotificationWait runs
-during=0 t_end=$(($(now_ms) + 10000))
+during=0 ntlm_during=0 t_end=$(($(now_ms) + 10000))
 while kill -0 "$MAPI_PID" 2>/dev/null && [ "$(now_ms)" -lt "$t_end" ]; do
     out=$(curl -s -i --max-time 5 "http://127.0.0.1:$PLAIN_PORT/owa/?during") || fail "request during the drain failed"
     grep -q '^HTTP/1.1 200' <<<"$out" && grep -qi '^connection: close' <<<"$out" ||
         fail "request during the drain: $out"
     during=$((during + 1))
+    if [ "$during" -eq 1 ]; then
+        # an NTLM handshake on a new connection: its challenge must not carry the close
+        code=$(curl -s -o "$T/ntlm.body" -w '%{http_code}' --max-time 5 --ntlm -u 'LAB\alice:Passw0rd!' \
+            -D "$T/ntlm.head" "http://127.0.0.1:$PLAIN_PORT/ews/?ntlm-during")
+        [ "$code" = 200 ] || fail "NTLM handshake during the drain: $code $(cat "$T/ntlm.head")"
+        ntlm_during=1
+    fi
     sleep 0.4
 done
 wait "$MAPI_PID" || fail "the NotificationWait across the drain failed: $(cat "$T/mapi.out")"
@@ -156,6 +163,7 @@ grep -q 'info: drain ended after .*: no session left and nothing accepted for 2 
     fail "no drain end line"
 served=$(grep -c ' access .*path=/owa/?\(before\|keepalive-after\|new-after\|during\|last\) ' "$T/exshim.log")
 [ "$served" -eq $((4 + during)) ] || fail "$served of $((4 + during)) /owa requests in the access log"
+[ "$ntlm_during" -eq 1 ] || fail "no NTLM handshake was tried during the drain"
 cp "$T/exshim.log" "$T/a-exshim.log.txt"
 
 # ---- (b) descriptor limit -----------------------------------------------------------------
