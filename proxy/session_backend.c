@@ -162,7 +162,7 @@ backend_on_event(void *arg, enum conn_event ev)
         s->backend = NULL;
         const struct backend_rt *rt = &s->env->backends[s->be_index];
         upstream_failed(rt, s->server, why);
-        size_t next = upstream_next(s->be, rt, s->route, s->server);
+        size_t next = upstream_next(s->be, rt, s->route, s->peer_ip, s->server);
         if (s->resp == RESP_CONNECTING && s->tries < s->be->nservers && next != s->server) {
             s->server = next;
             s->tries++;

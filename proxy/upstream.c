@@ -100,14 +100,23 @@ upstream_failed(const struct backend_rt *rt, size_t server, const char *why)
 
 size_t
 upstream_next(const struct conf_backend *be, const struct backend_rt *rt,
-              const struct conf_route *r, size_t server)
+              const struct conf_route *r, const char *key, size_t server)
 {
-    for (size_t k = 1; k < be->nservers; k++) {
-        size_t i = (server + k) % be->nservers;
-        if (health_state_of(rt->health, r, i) != HEALTH_DOWN)
-            return i;
+    /* The next lower weight for this key: the order the rendezvous ranking gives, the same on
+     * every node, so a failover sends a client to the same second choice wherever it lands. */
+    uint64_t ceiling = weight(&be->servers[server], key);
+    size_t best = server;
+    uint64_t best_w = 0;
+    for (size_t i = 0; i < be->nservers; i++) {
+        if (i == server || health_state_of(rt->health, r, i) == HEALTH_DOWN)
+            continue;
+        uint64_t w = weight(&be->servers[i], key);
+        if (w < ceiling && (best == server || w > best_w)) {
+            best = i;
+            best_w = w;
+        }
     }
-    return server;
+    return best;
 }
 
 void

@@ -6,7 +6,8 @@
  * alike with no shared state, and a client keeps its server while that server is up (a server
  * going down moves only its own clients). Or balance = "leastconn": the server with the
  * fewest open connections from this worker, ties broken by the same hash. When a connect
- * fails the next server in the pool order that is not down is tried (see upstream_next).
+ * fails the client's next server in the rendezvous ranking that is not down is tried (see
+ * upstream_next), so nodes fail over alike too.
  */
 #ifndef PROXY_UPSTREAM_H
 #define PROXY_UPSTREAM_H
@@ -50,10 +51,11 @@ int upstream_choose(const struct conf_backend *be, const struct backend_rt *rt,
 /* A connect to server failed for reason why: marks it (health_connect_failed). */
 void upstream_failed(const struct backend_rt *rt, size_t server, const char *why);
 
-/* The server to try after server failed: the next in pool order that is not down for r
- * (server itself when there is none). */
+/* The server to try after server failed for client address key: the one ranked next below it
+ * by the rendezvous weights for key that is not down for r (server itself when there is
+ * none). Trying in this order visits every server at most once. */
 size_t upstream_next(const struct conf_backend *be, const struct backend_rt *rt,
-                     const struct conf_route *r, size_t server);
+                     const struct conf_route *r, const char *key, size_t server);
 
 /* Counts c as an open connection to server (leastconn) until it is freed. Borrows c. */
 void upstream_count(const struct backend_rt *rt, size_t server, struct conn *c);

@@ -118,6 +118,37 @@ test_rendezvous_subset(void **state)
     assert_int_equal(upstream_rendezvous(&be, none, "192.168.0.1"), SIZE_MAX);
 }
 
+/* Failover order: after a failed connect, upstream_next gives the client's next server in its
+ * rendezvous ranking (what upstream_rendezvous picks with the tried servers removed), visits
+ * every server once, and then says there is none; the same key gives the same order always. */
+static void
+test_failover_order(void **state)
+{
+    struct conf_backend be = {.name = s_pool, .servers = servers, .nservers = NSERVERS};
+    struct backend_rt rt = {0}; /* no health view: every server up */
+    struct conf_route route = {.path = s_owa};
+    char key[32];
+    (void)state;
+    size_t second_count[NSERVERS] = {0};
+    for (int i = 0; i < NKEYS; i++) {
+        key_of(i, key, sizeof(key));
+        bool usable[NSERVERS] = {true, true, true, true, true};
+        size_t cur = upstream_rendezvous(&be, usable, key);
+        for (size_t step = 1; step < NSERVERS; step++) {
+            usable[cur] = false;
+            size_t want = upstream_rendezvous(&be, usable, key);
+            size_t next = upstream_next(&be, &rt, &route, key, cur);
+            assert_int_equal(next, want);
+            if (step == 1)
+                second_count[next]++;
+            cur = next;
+        }
+        assert_int_equal(upstream_next(&be, &rt, &route, key, cur), cur); /* all tried */
+    }
+    for (int s = 0; s < NSERVERS; s++) /* second choices spread too, not "the next index" */
+        assert_true(second_count[s] > NKEYS / NSERVERS / 2);
+}
+
 /* ---- passive marks through upstream_choose -------------------------------------------- */
 
 static void
@@ -166,7 +197,7 @@ test_passive_marks(void **state)
     assert_int_equal(health_state_of(rts[1].health, NULL, first), HEALTH_DOWN);
     assert_int_equal(upstream_choose(&bes[1], &rts[1], &routes[1], key, &s), 0);
     assert_int_equal(s, 1 - first);
-    assert_int_equal(upstream_next(&bes[1], &rts[1], &routes[1], 1 - first), 1 - first);
+    assert_int_equal(upstream_next(&bes[1], &rts[1], &routes[1], key, 1 - first), 1 - first);
     health_connect_failed(rts[1].health, 1 - first, "Connection refused");
     assert_int_equal(upstream_choose(&bes[1], &rts[1], &routes[1], key, &s), -1);
 
@@ -182,6 +213,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_rise_fall),
         cmocka_unit_test(test_rendezvous_subset),
+        cmocka_unit_test(test_failover_order),
         cmocka_unit_test(test_passive_marks),
     };
     return cmocka_run_group_tests_name("health", tests, setup, NULL);
