@@ -48,10 +48,12 @@ wire_add(struct wire *w, const char *p, size_t n, bool data)
 static void
 wire_data(struct wire *w, size_t n, unsigned seed)
 {
-    for (size_t i = 0; i < n; i++) {
-        char c = (char)('a' + (seed + i * 7) % 26);
-        wire_add(w, &c, 1, true);
-    }
+    char *p = malloc(n ? n : 1);
+    assert_non_null(p);
+    for (size_t i = 0; i < n; i++)
+        p[i] = (char)('a' + (seed + i * 7) % 26);
+    wire_add(w, p, n, true);
+    free(p);
 }
 
 static void
