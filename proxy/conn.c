@@ -415,15 +415,15 @@ out_pending(const struct conn *c)
     return evbuffer_get_length(c->out) + c->pipe_queued;
 }
 
-/* The drain notice is due: out at or below the mark, and the pipe too after a write event
- * (written). Without one (written false: conn_sync) the pipe must be empty: a pipe the
- * socket did not take is waiting for writability, and the owner woken now would find it
- * still full and ask again at once. */
+/* The drain notice is due: out at or below the mark, and the pipe empty or, after a write
+ * event, smaller than before it (piped: the socket took some). The owner is woken at the pace
+ * of the socket as with out alone (its silence timers see the progress), never at a pipe the
+ * socket has not touched, which it would only find full and ask about again. */
 static bool
-drain_due(const struct conn *c, bool written)
+drain_due(const struct conn *c, bool piped)
 {
     return c->drain_armed && evbuffer_get_length(c->out) <= c->drain_mark &&
-           (written ? c->pipe_queued <= c->drain_mark : c->pipe_queued == 0);
+           (c->pipe_queued == 0 || piped);
 }
 
 /* Write failed in conn_sync or for a splicing source: dropped, reported from the write event. */
@@ -613,12 +613,13 @@ on_writable(evutil_socket_t fd, short what, void *arg)
         do_read(c);
         return;
     }
+    size_t piped = c->pipe_queued;
     if (do_write(c) != 0) {
         fail(c);
         return;
     }
     sync_events(c);
-    if (drain_due(c, true)) {
+    if (drain_due(c, c->pipe_queued < piped)) {
         c->drain_armed = false;
         call_owner(c, CB_DRAINED, 0);
     }
