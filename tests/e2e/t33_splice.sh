@@ -12,6 +12,8 @@
 #    byte), the request gets a 400 and the backend never sees the bad line;
 #  - a backend that closes mid-body (Content-Length 64 MiB, 32 MiB sent): the client gets
 #    exactly the 32 MiB, byte-exact, then a close;
+#  - a client half-closing after a whole spliced 64 MiB body gets its response and a close;
+#    half-closing after 32 MiB of it: a close without a response, the backend connection ends;
 #  - RPC_IN_DATA / RPC_OUT_DATA (Content-Length 1 GiB) stream 128 MiB each over plain,
 #    byte-exact;
 #  - TLS listener: 64 MiB download and upload byte-exact and nothing spliced for them.
@@ -128,6 +130,15 @@ grep -q "post_eof" "$T/bulk-requests.log" || fail "the backend connection was no
 
 out=$("$PY" "$SC" download-cut --port "$PLAIN") || fail "backend closing mid-body: $out"
 log "$out"
+
+# ---- half-close after a spliced body, and in the middle of one ------------------------------
+out=$("$PY" "$SC" halfclose --port "$PLAIN") || fail "half-close after a whole spliced body: $out"
+log "$out"
+out=$("$PY" "$SC" halfclose --port "$PLAIN" --cut-mib 32) || fail "half-close mid-body: $out"
+log "$out"
+sleep 0.3
+# one post_eof from the bad request chunk line above, one from this cut body
+[ "$(grep -c post_eof "$T/bulk-requests.log")" -ge 2 ] || fail "the backend connection of the cut body did not end"
 
 # ---- RPC channels over plain ----------------------------------------------------------------
 out=$("$PY" "$CLIENTS/stream.py" --port "$PLAIN" --mode in --mib 128 --origin-log "$ORIGIN_LOG" --timeout 120) ||

@@ -19,6 +19,9 @@
   splice_check.py download-bad --port P
       GET /dl?bytes=8388608&chunk=4194304&bad=1: at most the head, the first chunk and its
       CRLF may arrive, never a LEAKED- byte, then a close
+  splice_check.py halfclose --port P [--cut-mib M]
+      POST Content-Length 64 MiB (only M MiB of it with --cut-mib), then shutdown(SHUT_WR):
+      the whole body gets its response and a close, a cut one a close without a response
   splice_check.py download-cut --port P
       GET /dl?bytes=67108864&cut=33554432: exactly the 32 MiB sent, byte-exact, then a close
 
@@ -298,6 +301,32 @@ def download_cut(a):
     return ok
 
 
+def halfclose(a):
+    """POST with a Content-Length of 64 MiB; --cut-mib M sends only M MiB. Then SHUT_WR. Whole:
+    the response and a close are due; cut: a close and no response (as exshim does today)."""
+    n = 64 * MIB
+    sent = a.cut_mib * MIB if a.cut_mib else n
+    s, r = connect(a.port)
+    s.sendall(b"POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % n)
+    for b in pattern_chunks(sent):
+        s.sendall(b)
+    s.shutdown(socket.SHUT_WR)
+    got = b""
+    try:
+        while True:
+            r.more()
+    except Closed:
+        got = r.buf
+    want = b"len=%d sha256=%s\n" % (n, pattern_sha256(n).encode())
+    if a.cut_mib:
+        ok = got == b""
+    else:
+        ok = got.startswith(b"HTTP/1.1 200") and got.endswith(b"\r\n\r\n" + want)
+    print("halfclose after %d of %d body bytes: %d response bytes %r, closed%s"
+          % (sent, n, len(got), got[:15], "" if ok else " WRONG"))
+    return ok
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("cmd")
@@ -306,13 +335,14 @@ def main():
     ap.add_argument("--log")
     ap.add_argument("--mib", type=int, default=64)
     ap.add_argument("--chunk-mib", type=int, default=4)
+    ap.add_argument("--cut-mib", type=int, default=0)
     a = ap.parse_args()
     if a.cmd == "origin":
         origin(a)
         return 0
     fn = {"upload-chunked": upload_chunked, "upload-cl-pipelined": upload_cl_pipelined,
           "upload-bad": upload_bad, "download-bad": download_bad,
-          "download-cut": download_cut}[a.cmd]
+          "download-cut": download_cut, "halfclose": halfclose}[a.cmd]
     try:
         return 0 if fn(a) else 1
     except (OSError, Closed, ValueError) as e:
