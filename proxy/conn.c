@@ -2,6 +2,7 @@
 #include "proxy/conn.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
@@ -13,6 +14,7 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 
+#include "proxy/splice.h"
 #include "proxy/tls.h"
 
 /* A TLS record carries at most 16 KiB of data: writes are cut there so records are full. */
@@ -20,6 +22,12 @@
 /* One TLS read lands in a chain this large (a record plus OpenSSL's read-ahead). */
 #define TLS_READ_CHUNK (TLS_RECORD + 1024)
 #define DEFAULT_READ_CAP 65536
+/* Splice reads per readable event at most, so one bulk flow does not starve the others. */
+#define SPLICE_TURNS 8
+/* A readable event that splices less than this is a small one; after SPLICE_SMALL_RUN of them
+ * in a row (with the pipe empty) the flow is sparse and the pipe goes back. */
+#define SPLICE_SMALL 4096
+#define SPLICE_SMALL_RUN 8
 
 enum phase {
     PH_CONNECTING, /* outgoing TCP connect in progress */
@@ -52,6 +60,22 @@ struct conn {
     char err[256];
     void (*on_close)(void *arg); /* conn_on_close: runs once, from conn_free */
     void *close_arg;
+
+    /* splice(2), plain sockets only. As the destination: body bytes queued in a pipe on
+     * their way to this socket. They are older than anything in out (the source splices
+     * only while out is empty), so they are written first. */
+    int pipe_fd[2];           /* -1 when none */
+    size_t pipe_queued;       /* bytes in the pipe */
+    size_t pipe_cap;          /* its size */
+    bool pipe_blocked;        /* the socket did not take the whole pipe at the last try */
+    bool pipe_release;        /* close the pipe once it is empty */
+    struct conn *splice_from; /* the source that fills the pipe, or NULL */
+    /* As the source: reading splices into splice_to's pipe, at most splice_limit bytes
+     * (the framer's count: never a byte past the body or of a chunk line). */
+    struct conn *splice_to;
+    uint64_t splice_limit;
+    uint64_t spliced;   /* bytes moved since conn_splice_collect */
+    unsigned small_run; /* readable events in a row that spliced little */
 };
 
 static void sync_events(struct conn *c);
@@ -182,14 +206,106 @@ fill_tls(struct conn *c, size_t want)
     return got ? FILL_DATA : FILL_NONE;
 }
 
+static int write_pipe(struct conn *c);
+static void push_out(struct conn *d);
+
+static void
+unlink_splice(struct conn *src)
+{
+    if (src->splice_to != NULL)
+        src->splice_to->splice_from = NULL;
+    src->splice_to = NULL;
+    src->splice_limit = 0;
+    src->small_run = 0;
+}
+
+static void
+close_pipe(struct conn *c)
+{
+    splice_pipe_close(c->pipe_fd);
+    c->pipe_queued = 0;
+    c->pipe_blocked = false;
+    c->pipe_release = false;
+}
+
+/*
+ * Socket -> d's pipe -> d's socket, at most splice_limit bytes. FILL_NONE with
+ * *fallback set when the copy path must read instead (d's out still holds bytes: they go
+ * first, and what is read now is newer than them).
+ */
+static enum fill
+fill_splice(struct conn *c, bool *fallback)
+{
+    struct conn *d = c->splice_to;
+    struct splice_stats *st = splice_stats();
+    if (evbuffer_get_length(d->out) > 0)
+        push_out(d);
+    if (evbuffer_get_length(d->out) > 0 || d->write_failed || d->pipe_fd[0] < 0) {
+        *fallback = true;
+        return FILL_NONE;
+    }
+    uint64_t moved = 0;
+    enum fill res = FILL_NONE;
+    for (int turn = 0; turn < SPLICE_TURNS && c->splice_limit > 0; turn++) {
+        size_t room = d->pipe_cap - d->pipe_queued;
+        if (room == 0 || d->pipe_blocked)
+            break;
+        size_t want = c->splice_limit < room ? (size_t)c->splice_limit : room;
+        ssize_t r =
+            splice(c->fd, NULL, d->pipe_fd[1], NULL, want, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+        if (r > 0) {
+            d->pipe_queued += (size_t)r;
+            c->splice_limit -= (uint64_t)r;
+            c->spliced += (uint64_t)r;
+            st->bytes_in += (uint64_t)r;
+            moved += (uint64_t)r;
+            push_out(d);
+            if ((size_t)r < want)
+                break; /* the socket is (nearly) empty: the next event says when not */
+            continue;
+        }
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            break;
+        if (moved > 0)
+            break; /* deliver the bytes first; the close or error is seen next time */
+        if (r == 0)
+            return FILL_EOF;
+        set_error(c, strerror(errno));
+        return FILL_ERROR;
+    }
+    if (moved > 0)
+        res = FILL_DATA;
+    c->small_run = moved < SPLICE_SMALL ? c->small_run + 1 : 0;
+    if (c->small_run >= SPLICE_SMALL_RUN && d->pipe_queued == 0) {
+        /* Small pieces now (an RPC channel between bursts): the copy path is as cheap, and
+         * the descriptors go back. */
+        st->sparse++;
+        unlink_splice(c);
+        close_pipe(d);
+    }
+    return res;
+}
+
 static void
 do_read(struct conn *c)
 {
     size_t have = evbuffer_get_length(c->in);
     if (have >= c->read_cap)
         return;
-    enum fill f =
-        c->ssl != NULL ? fill_tls(c, c->read_cap - have) : fill_plain(c, c->read_cap - have);
+    enum fill f = FILL_NONE;
+    bool fallback = true;
+    if (c->splice_to != NULL && c->splice_limit > 0 && have == 0) {
+        fallback = false;
+        f = fill_splice(c, &fallback);
+    }
+    if (fallback) {
+        /* What is read into the input now must pass the framer before any splice: the
+         * relay arms the next one with a fresh limit. */
+        c->splice_limit = 0;
+        f = c->ssl != NULL ? fill_tls(c, c->read_cap - have) : fill_plain(c, c->read_cap - have);
+    }
     switch (f) {
     case FILL_NONE:
         sync_events(c);
@@ -215,6 +331,12 @@ static int
 do_write(struct conn *c)
 {
     if (c->ssl == NULL) {
+        if (c->pipe_queued > 0 || c->pipe_release) {
+            if (write_pipe(c) != 0)
+                return -1;
+            if (c->pipe_queued > 0)
+                return 0;
+        }
         while (evbuffer_get_length(c->out) > 0) {
             int r = evbuffer_write(c->out, c->fd);
             if (r > 0)
@@ -255,6 +377,78 @@ do_write(struct conn *c)
     return 0;
 }
 
+/* The pipe's bytes to the socket (they precede out's). Returns -1 on a write error. */
+static int
+write_pipe(struct conn *c)
+{
+    c->pipe_blocked = false;
+    while (c->pipe_queued > 0) {
+        ssize_t r = splice(c->pipe_fd[0], NULL, c->fd, NULL, c->pipe_queued,
+                           SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+        if (r > 0) {
+            c->pipe_queued -= (size_t)r;
+            splice_stats()->bytes_out += (uint64_t)r;
+            if (c->pipe_queued > 0) {
+                c->pipe_blocked = true; /* the socket took part: it is full */
+                return 0;
+            }
+            continue;
+        }
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            c->pipe_blocked = true;
+            return 0;
+        }
+        set_error(c, r == 0 ? "connection closed" : strerror(errno));
+        return -1;
+    }
+    if (c->pipe_release)
+        close_pipe(c);
+    return 0;
+}
+
+/* Bytes waiting to be written, in out or in the pipe. */
+static size_t
+out_pending(const struct conn *c)
+{
+    return evbuffer_get_length(c->out) + c->pipe_queued;
+}
+
+/* The drain notice is due: out at or below the mark, and the pipe empty or, after a write
+ * event, smaller than before it (piped: the socket took some). The owner is woken at the pace
+ * of the socket as with out alone (its silence timers see the progress), never at a pipe the
+ * socket has not touched, which it would only find full and ask about again. */
+static bool
+drain_due(const struct conn *c, bool piped)
+{
+    return c->drain_armed && evbuffer_get_length(c->out) <= c->drain_mark &&
+           (c->pipe_queued == 0 || piped);
+}
+
+/* Write failed in conn_sync or for a splicing source: dropped, reported from the write event. */
+static void
+write_failed(struct conn *c)
+{
+    c->write_failed = true;
+    evbuffer_drain(c->out, evbuffer_get_length(c->out));
+    if (c->pipe_fd[0] >= 0)
+        close_pipe(c);
+}
+
+/* A splicing source's turn at its destination's socket. Never calls back. */
+static void
+push_out(struct conn *d)
+{
+    if (d->dead || d->write_failed || (d->phase != PH_OPEN && d->phase != PH_EOF))
+        return;
+    if (do_write(d) != 0) {
+        write_failed(d);
+        event_active(d->wev, EV_WRITE, 0);
+    }
+    sync_events(d);
+}
+
 /* ---- events -------------------------------------------------------------------------- */
 
 /* Makes the registered events match what the conn needs now. */
@@ -273,7 +467,7 @@ sync_events(struct conn *c)
         break;
     case PH_OPEN:
         need_read = c->want_read && evbuffer_get_length(c->in) < c->read_cap;
-        need_write = evbuffer_get_length(c->out) > 0 || c->write_failed;
+        need_write = out_pending(c) > 0 || c->write_failed;
         if (c->io_wants_rw) {
             /* TLS crossed: a read that needs a write, or a write that needs a read */
             need_read = true;
@@ -281,7 +475,7 @@ sync_events(struct conn *c)
         }
         break;
     case PH_EOF:
-        need_write = evbuffer_get_length(c->out) > 0 || c->write_failed;
+        need_write = out_pending(c) > 0 || c->write_failed;
         break;
     case PH_FAILED:
         need_write = c->write_failed;
@@ -419,12 +613,13 @@ on_writable(evutil_socket_t fd, short what, void *arg)
         do_read(c);
         return;
     }
+    size_t piped = c->pipe_queued;
     if (do_write(c) != 0) {
         fail(c);
         return;
     }
     sync_events(c);
-    if (c->drain_armed && evbuffer_get_length(c->out) <= c->drain_mark) {
+    if (drain_due(c, c->pipe_queued < piped)) {
         c->drain_armed = false;
         call_owner(c, CB_DRAINED, 0);
     }
@@ -454,6 +649,7 @@ conn_alloc(struct event_base *base, int fd, struct ssl_st *ssl, const struct con
     c->cbs = cbs;
     c->arg = arg;
     c->read_cap = DEFAULT_READ_CAP;
+    c->pipe_fd[0] = c->pipe_fd[1] = -1;
     c->in = evbuffer_new();
     c->out = evbuffer_new();
     c->rev = event_new(base, fd, EV_READ | EV_PERSIST, on_readable, c);
@@ -567,17 +763,14 @@ conn_sync(struct conn *c)
 {
     if (c->dead)
         return;
-    if ((c->phase == PH_OPEN || c->phase == PH_EOF) && evbuffer_get_length(c->out) > 0 &&
-        !c->io_wants_rw && !c->write_failed) {
-        if (do_write(c) != 0) {
-            /* Reported from the write event: conn_sync never calls back. */
-            c->write_failed = true;
-            evbuffer_drain(c->out, evbuffer_get_length(c->out));
-        }
+    if ((c->phase == PH_OPEN || c->phase == PH_EOF) && out_pending(c) > 0 && !c->io_wants_rw &&
+        !c->write_failed) {
+        if (do_write(c) != 0)
+            write_failed(c); /* reported from the write event: conn_sync never calls back */
     }
     sync_events(c);
     /* Everything went out at once: the drain notice is due without a write event. */
-    if (c->drain_armed && evbuffer_get_length(c->out) <= c->drain_mark)
+    if (drain_due(c, false))
         event_active(c->wev, EV_WRITE, 0);
     else if (c->write_failed)
         event_active(c->wev, EV_WRITE, 0);
@@ -645,6 +838,10 @@ conn_free(struct conn *c)
         c->on_close(c->close_arg);
     if (c->gauge != NULL)
         __atomic_fetch_sub(c->gauge, 1, __ATOMIC_RELAXED);
+    unlink_splice(c);
+    if (c->splice_from != NULL)
+        unlink_splice(c->splice_from);
+    close_pipe(c);
     event_free(c->rev);
     event_free(c->wev);
     if (c->timer != NULL)
@@ -654,4 +851,98 @@ conn_free(struct conn *c)
     close(c->fd);
     if (c->busy == 0)
         really_free(c);
+}
+
+/* ---- splice(2) between plain conns ------------------------------------------------------ */
+
+bool
+conn_splice_arm(struct conn *src, struct conn *dst, uint64_t limit)
+{
+    if (src->ssl != NULL || dst->ssl != NULL || src == dst || src->dead || dst->dead ||
+        src->phase != PH_OPEN || (dst->phase != PH_OPEN && dst->phase != PH_EOF) ||
+        dst->write_failed || evbuffer_get_length(src->in) > 0)
+        return false;
+    if (src->splice_to != dst) {
+        unlink_splice(src);
+        if (dst->splice_from != NULL)
+            unlink_splice(dst->splice_from);
+    }
+    if (dst->pipe_fd[0] < 0 && splice_pipe_open(dst->pipe_fd, &dst->pipe_cap) != 0)
+        return false;
+    dst->pipe_release = false;
+    src->splice_to = dst;
+    dst->splice_from = src;
+    src->splice_limit = limit;
+    return true;
+}
+
+void
+conn_splice_hold(struct conn *src)
+{
+    src->splice_limit = 0;
+}
+
+bool
+conn_splice_armed(const struct conn *src)
+{
+    return src->splice_to != NULL;
+}
+
+void
+conn_splice_stop(struct conn *src)
+{
+    struct conn *dst = src->splice_to;
+    unlink_splice(src);
+    if (dst == NULL)
+        return;
+    if (dst->pipe_queued == 0)
+        close_pipe(dst);
+    else
+        dst->pipe_release = true; /* closed by write_pipe once empty */
+}
+
+uint64_t
+conn_splice_collect(struct conn *src)
+{
+    uint64_t n = src->spliced;
+    src->spliced = 0;
+    return n;
+}
+
+size_t
+conn_pipe_queued(const struct conn *c)
+{
+    return c->pipe_queued;
+}
+
+int
+conn_pipe_unload(struct conn *c)
+{
+    int rc = 0;
+    if (c->pipe_queued > 0) {
+        struct evbuffer *tmp = evbuffer_new();
+        while (tmp != NULL && c->pipe_queued > 0) {
+            int r = evbuffer_read(tmp, c->pipe_fd[0],
+                                  (int)(c->pipe_queued < 65536 ? c->pipe_queued : 65536));
+            if (r <= 0 && errno == EINTR)
+                continue;
+            if (r <= 0)
+                break;
+            c->pipe_queued -= (size_t)r;
+        }
+        if (tmp == NULL || c->pipe_queued > 0 || evbuffer_prepend_buffer(c->out, tmp) != 0)
+            rc = -1;
+        if (tmp != NULL)
+            evbuffer_free(tmp);
+    }
+    if (c->splice_from != NULL)
+        unlink_splice(c->splice_from);
+    close_pipe(c);
+    return rc;
+}
+
+bool
+conn_open(const struct conn *c)
+{
+    return c->phase == PH_OPEN;
 }

@@ -16,6 +16,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/socket.h>
 
 struct event_base;
@@ -89,6 +90,34 @@ const char *conn_tls_version(const struct conn *c);
 /* Counts c in *gauge (atomically, +1 now and -1 when c is freed); gauge NULL: nothing. Borrows
  * gauge, which must outlive c. */
 void conn_count_in(struct conn *c, int64_t *gauge);
+
+/*
+ * splice(2) for plain bodies (proxy/relay.c). While src is armed, reading it moves at most
+ * limit bytes (a body's or a chunk's remaining data, counted by the caller's framer) from its
+ * socket into a pipe that dst owns, and from there to dst's socket; src's input stays empty,
+ * on_read still reports the progress. Bytes in dst's output go out before the pipe is filled,
+ * the pipe's before anything queued in the output after it. The drain notice waits for an
+ * empty pipe. A read that finds src's input not empty, or dst's output not writable, falls
+ * back to the copy path and sets the limit to 0 until the caller arms again.
+ */
+/* Arms src (opens dst's pipe when it has none). false: both must be plain, src open with an
+ * empty input, dst writable, and a pipe available (splice.h); the copy path then. */
+bool conn_splice_arm(struct conn *src, struct conn *dst, uint64_t limit);
+/* Armed (linked to a destination), whatever the limit. */
+bool conn_splice_armed(const struct conn *src);
+/* Limit 0: reading takes the copy path until the next arm. */
+void conn_splice_hold(struct conn *src);
+/* Unlinks src; dst's pipe closes once it has been written out. */
+void conn_splice_stop(struct conn *src);
+/* Bytes spliced out of src's socket since the last call. */
+uint64_t conn_splice_collect(struct conn *src);
+/* Bytes in c's pipe, not yet written to its socket. */
+size_t conn_pipe_queued(const struct conn *c);
+/* Moves what c's pipe holds into the front of its output (a copy, for an exchange that ends
+ * abnormally and is flushed through the output) and closes the pipe. 0 or -1 (bytes lost). */
+int conn_pipe_unload(struct conn *c);
+/* Open: neither end-of-file nor failure seen on reading. */
+bool conn_open(const struct conn *c);
 
 /* Closes the socket and frees everything. Accepts NULL; safe inside a callback. */
 void conn_free(struct conn *c);

@@ -121,3 +121,30 @@ frame_check_ahead(const struct frame *f, struct evbuffer *in, size_t skip, const
     struct frame probe = *f;
     return frame_take(&probe, in, skip, len - skip, why_out) < 0 ? -1 : 0;
 }
+
+uint64_t
+frame_spliceable(const struct frame *f)
+{
+    if (f->done)
+        return 0;
+    if (f->kind == H1_BODY_LENGTH)
+        return f->remaining;
+    if (f->kind == H1_BODY_CHUNKED)
+        return chunked_data_left(&f->ch);
+    return 0;
+}
+
+void
+frame_skip(struct frame *f, uint64_t n)
+{
+    if (n == 0 || n > frame_spliceable(f))
+        return;
+    f->spliced += n;
+    if (f->kind == H1_BODY_LENGTH) {
+        f->remaining -= n;
+        f->done = f->remaining == 0;
+    } else {
+        /* the chunk's CRLF is still to come: never done here */
+        chunked_skip_data(&f->ch, n);
+    }
+}

@@ -24,6 +24,8 @@ struct frame {
     uint64_t remaining; /* H1_BODY_LENGTH: body bytes still to come */
     bool done;          /* the message is complete */
     struct chunked ch;  /* H1_BODY_CHUNKED */
+    uint64_t spliced;   /* body bytes moved by splice(2) (frame_skip) */
+    bool no_splice;     /* relay.c: no pipe could be had for this body: copy it */
 };
 
 /* Prepares f for the body that head h announces. Borrows h (nothing is kept). */
@@ -38,6 +40,17 @@ void frame_init(struct frame *f, const struct h1_head *h);
  */
 ssize_t frame_take(struct frame *f, struct evbuffer *in, size_t skip, size_t avail,
                    const char **why_out);
+
+/*
+ * How many of the body's next bytes may move without being looked at (splice): what is left
+ * of a Content-Length body, or of the current chunk's data; 0 at a chunk line, for a
+ * close-delimited body and once done. Never past the message or into framing. Borrows f.
+ */
+uint64_t frame_spliceable(const struct frame *f);
+
+/* Accounts n body bytes moved without passing through a buffer; n <= frame_spliceable(f)
+ * (more is a caller bug: nothing is counted then). */
+void frame_skip(struct frame *f, uint64_t n);
 
 /*
  * Checks the body bytes already waiting in in (after its first skip bytes) against a copy of

@@ -232,9 +232,12 @@ relay_request_body(struct session *s)
 {
     size_t hw = conf_of(s)->high_water, no_prefix = 0;
     const char *why = NULL;
-    switch (relay_move(conn_input(s->client), conn_output(s->backend), &s->req_body, hw, &no_prefix,
-                       &s->xlog.bytes_in, &why)) {
+    switch (
+        relay_body(s->client, s->backend, &s->req_body, hw, &no_prefix, &s->xlog.bytes_in, &why)) {
     case RELAY_DONE:
+        if (s->req_body.spliced > 0)
+            log_debug("sid=%" PRIu64 " request body: %" PRIu64 " bytes spliced", s->id,
+                      s->req_body.spliced);
         s->req = REQ_DONE;
         break;
     case RELAY_FULL:
@@ -364,9 +367,12 @@ relay_response_body(struct session *s, size_t hw)
         edge_discard_body(s);
         return;
     }
-    switch (relay_move(in, conn_output(s->client), &s->resp_body, hw, &s->resp_prefix,
+    switch (relay_body(s->backend, s->client, &s->resp_body, hw, &s->resp_prefix,
                        &s->xlog.bytes_out, &why)) {
     case RELAY_DONE:
+        if (s->resp_body.spliced > 0)
+            log_debug("sid=%" PRIu64 " response body: %" PRIu64 " bytes spliced", s->id,
+                      s->resp_body.spliced);
         if (evbuffer_get_length(in) > 0) {
             log_warnx("sid=%" PRIu64 " backend %s sent %zu bytes after its response; "
                       "closing that connection",
