@@ -13,6 +13,7 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 
+#include "proxy/log.h"
 #include "proxy/tls.h"
 
 /* A TLS record carries at most 16 KiB of data: writes are cut there so records are full. */
@@ -47,14 +48,112 @@ struct conn {
     bool io_wants_rw;  /* TLS: the last read needs the socket writable, or a write readable */
     bool server;       /* accepted (TLS server side) */
     bool dead;         /* conn_free ran while a callback was on the stack */
-    int64_t *gauge;    /* conn_count_in: decremented by conn_free */
-    unsigned busy;     /* callbacks on the stack */
+    bool hs_queued;    /* waits in the handshake gate for its next handshake step */
+    struct conn *hs_prev, *hs_next;
+    int64_t *gauge; /* conn_count_in: decremented by conn_free */
+    unsigned busy;  /* callbacks on the stack */
     char err[256];
     void (*on_close)(void *arg); /* conn_on_close: runs once, from conn_free */
     void *close_arg;
 };
 
 static void sync_events(struct conn *c);
+static void step_handshake(struct conn *c);
+
+/*
+ * The handshake gate (conn_set_handshake_budget): the server side of a TLS handshake does not
+ * step from its socket event; it queues here, and a zero-delay timer, which the event loop runs
+ * after the socket events of its turn, steps at most `budget` of the queue per loop turn in
+ * arrival order. One ClientHello costs about a millisecond of key exchange and signature, so a
+ * burst of new clients costs an established channel at most budget of them per turn, and no
+ * handshake starves. One event base per worker process, so one gate.
+ */
+static struct {
+    struct event_base *base;
+    struct event *tick;
+    size_t budget; /* 0: no gate, handshakes step at once */
+    size_t n;      /* queued */
+    struct conn *head, *tail;
+} gate;
+
+static void
+gate_unlink(struct conn *c)
+{
+    if (!c->hs_queued)
+        return;
+    if (c->hs_prev != NULL)
+        c->hs_prev->hs_next = c->hs_next;
+    else
+        gate.head = c->hs_next;
+    if (c->hs_next != NULL)
+        c->hs_next->hs_prev = c->hs_prev;
+    else
+        gate.tail = c->hs_prev;
+    c->hs_prev = c->hs_next = NULL;
+    c->hs_queued = false;
+    gate.n--;
+}
+
+static void
+gate_arm(void)
+{
+    static const struct timeval now = {0, 0};
+    if (gate.head != NULL && !evtimer_pending(gate.tick, NULL))
+        evtimer_add(gate.tick, &now);
+}
+
+static void
+gate_tick(evutil_socket_t fd, short what, void *arg)
+{
+    for (size_t n = 0; n < gate.budget && gate.head != NULL; n++) {
+        struct conn *c = gate.head;
+        gate_unlink(c);
+        step_handshake(c); /* may free c, which has left the queue already */
+    }
+    if (gate.n > 0)
+        log_debug("max_handshakes (%zu) reached in this loop turn; %zu TLS handshakes wait for "
+                  "the next",
+                  gate.budget, gate.n);
+    gate_arm();
+}
+
+/* The socket of a handshaking conn is ready. Returns true when the step was queued. */
+static bool
+gate_defer(struct conn *c)
+{
+    if (!c->server || gate.budget == 0 || gate.tick == NULL || gate.base != event_get_base(c->rev))
+        return false;
+    if (!c->hs_queued) {
+        c->hs_queued = true;
+        c->hs_prev = gate.tail;
+        c->hs_next = NULL;
+        if (gate.tail != NULL)
+            gate.tail->hs_next = c;
+        else
+            gate.head = c;
+        gate.tail = c;
+        gate.n++;
+    }
+    sync_events(c); /* no socket events while queued */
+    gate_arm();
+    return true;
+}
+
+int
+conn_set_handshake_budget(struct event_base *base, size_t per_turn)
+{
+    if (gate.tick == NULL || gate.base != base) {
+        struct event *tick = evtimer_new(base, gate_tick, NULL);
+        if (tick == NULL)
+            return -1;
+        if (gate.tick != NULL)
+            event_free(gate.tick);
+        gate.tick = tick;
+        gate.base = base;
+    }
+    gate.budget = per_turn;
+    return 0;
+}
 
 /* ---- callbacks into the owner, safe against conn_free from inside -------------------- */
 
@@ -267,9 +366,10 @@ sync_events(struct conn *c)
         need_write = true;
         break;
     case PH_HANDSHAKE:
-        /* the handshake says which one it waits for through io_wants_rw: see step_handshake */
-        need_read = !c->io_wants_rw;
-        need_write = c->io_wants_rw;
+        /* the handshake says which one it waits for through io_wants_rw: see step_handshake;
+         * while queued in the gate, for neither */
+        need_read = !c->io_wants_rw && !c->hs_queued;
+        need_write = c->io_wants_rw && !c->hs_queued;
         break;
     case PH_OPEN:
         need_read = c->want_read && evbuffer_get_length(c->in) < c->read_cap;
@@ -324,6 +424,8 @@ connected(struct conn *c)
 static void
 step_handshake(struct conn *c)
 {
+    if (c->phase != PH_HANDSHAKE)
+        return;
     enum tlsio_result r = tlsio_handshake(c->ssl, c->err, sizeof(c->err));
     switch (r) {
     case TLSIO_OK:
@@ -354,7 +456,8 @@ on_readable(evutil_socket_t fd, short what, void *arg)
 {
     struct conn *c = arg;
     if (c->phase == PH_HANDSHAKE) {
-        step_handshake(c);
+        if (!gate_defer(c))
+            step_handshake(c);
         return;
     }
     if (c->phase != PH_OPEN)
@@ -408,7 +511,8 @@ on_writable(evutil_socket_t fd, short what, void *arg)
         return;
     }
     if (c->phase == PH_HANDSHAKE) {
-        step_handshake(c);
+        if (!gate_defer(c))
+            step_handshake(c);
         return;
     }
     if (c->phase == PH_FAILED)
@@ -641,6 +745,7 @@ conn_free(struct conn *c)
     if (c == NULL || c->dead)
         return;
     c->dead = true;
+    gate_unlink(c);
     if (c->on_close != NULL)
         c->on_close(c->close_arg);
     if (c->gauge != NULL)

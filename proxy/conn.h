@@ -90,6 +90,13 @@ const char *conn_tls_version(const struct conn *c);
  * gauge, which must outlive c. */
 void conn_count_in(struct conn *c, int64_t *gauge);
 
+/*
+ * Steps at most per_turn server-side TLS handshakes per turn of base's loop, after the turn's
+ * other socket events (0: every handshake steps as soon as its socket is ready). Call once
+ * per process, before accepting. 0 or -1 (out of memory).
+ */
+int conn_set_handshake_budget(struct event_base *base, size_t per_turn);
+
 /* Closes the socket and frees everything. Accepts NULL; safe inside a callback. */
 void conn_free(struct conn *c);
 
