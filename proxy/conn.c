@@ -309,6 +309,8 @@ do_read(struct conn *c)
 
 /* ---- writing ------------------------------------------------------------------------- */
 
+static int write_tls(struct conn *c);
+
 /* Writes what the socket takes. Returns -1 on a write error (c->err set). */
 static int
 do_write(struct conn *c)
@@ -325,8 +327,21 @@ do_write(struct conn *c)
         }
         return 0;
     }
+    return write_tls(c);
+}
+
+/*
+ * SSL_write record by record; the records gather below OpenSSL (see tlsio_flush) and go to
+ * the socket several per write(): when the gather buffer is full, and once at the end.
+ */
+static int
+write_tls(struct conn *c)
+{
     c->io_wants_rw = false;
-    while (evbuffer_get_length(c->out) > 0) {
+    enum tlsio_result r = tlsio_flush(c->ssl, c->err, sizeof(c->err));
+    if (r != TLSIO_OK)
+        return r == TLSIO_ERROR ? -1 : 0;
+    while (r == TLSIO_OK && evbuffer_get_length(c->out) > 0) {
         size_t len = evbuffer_get_length(c->out);
         size_t n = len < TLS_RECORD ? len : TLS_RECORD;
         /* Small chains are joined into one record; a large chain is used in place. */
@@ -336,22 +351,28 @@ do_write(struct conn *c)
             return -1;
         }
         size_t put = 0;
-        enum tlsio_result r = tlsio_write(c->ssl, p, n, &put, c->err, sizeof(c->err));
-        if (r == TLSIO_OK) {
+        r = tlsio_write(c->ssl, p, n, &put, c->err, sizeof(c->err));
+        if (r == TLSIO_OK)
             evbuffer_drain(c->out, put);
-            continue;
-        }
-        if (r == TLSIO_WANT_WRITE)
-            return 0;
-        if (r == TLSIO_WANT_READ) {
-            c->io_wants_rw = true;
-            return 0;
-        }
-        if (r == TLSIO_EOF)
-            set_error(c, "connection closed");
-        return -1;
     }
-    return 0;
+    if (r == TLSIO_WANT_READ)
+        c->io_wants_rw = true;
+    if (r == TLSIO_EOF)
+        set_error(c, "connection closed");
+    if (r == TLSIO_EOF || r == TLSIO_ERROR)
+        return -1;
+    if (r == TLSIO_WANT_WRITE)
+        return 0; /* the gather buffer is full and the socket too */
+    /* What the loop gathered; the rest, if the socket is full, waits for the write event. */
+    return tlsio_flush(c->ssl, c->err, sizeof(c->err)) == TLSIO_ERROR ? -1 : 0;
+}
+
+/* Output not on the socket yet: the buffer, and for TLS the records gathered for one write. */
+static size_t
+out_len(const struct conn *c)
+{
+    size_t n = evbuffer_get_length(c->out);
+    return c->ssl != NULL ? n + tlsio_unsent(c->ssl) : n;
 }
 
 /* ---- events -------------------------------------------------------------------------- */
@@ -373,7 +394,7 @@ sync_events(struct conn *c)
         break;
     case PH_OPEN:
         need_read = c->want_read && evbuffer_get_length(c->in) < c->read_cap;
-        need_write = evbuffer_get_length(c->out) > 0 || c->write_failed;
+        need_write = out_len(c) > 0 || c->write_failed;
         if (c->io_wants_rw) {
             /* TLS crossed: a read that needs a write, or a write that needs a read */
             need_read = true;
@@ -381,7 +402,7 @@ sync_events(struct conn *c)
         }
         break;
     case PH_EOF:
-        need_write = evbuffer_get_length(c->out) > 0 || c->write_failed;
+        need_write = out_len(c) > 0 || c->write_failed;
         break;
     case PH_FAILED:
         need_write = c->write_failed;
@@ -517,8 +538,7 @@ on_writable(evutil_socket_t fd, short what, void *arg)
     }
     if (c->phase == PH_FAILED)
         return;
-    if (c->phase == PH_OPEN && c->io_wants_rw && c->ssl != NULL &&
-        evbuffer_get_length(c->out) == 0) {
+    if (c->phase == PH_OPEN && c->io_wants_rw && c->ssl != NULL && out_len(c) == 0) {
         /* a TLS read waited for this write */
         do_read(c);
         return;
@@ -528,7 +548,7 @@ on_writable(evutil_socket_t fd, short what, void *arg)
         return;
     }
     sync_events(c);
-    if (c->drain_armed && evbuffer_get_length(c->out) <= c->drain_mark) {
+    if (c->drain_armed && out_len(c) <= c->drain_mark) {
         c->drain_armed = false;
         call_owner(c, CB_DRAINED, 0);
     }
@@ -671,8 +691,8 @@ conn_sync(struct conn *c)
 {
     if (c->dead)
         return;
-    if ((c->phase == PH_OPEN || c->phase == PH_EOF) && evbuffer_get_length(c->out) > 0 &&
-        !c->io_wants_rw && !c->write_failed) {
+    if ((c->phase == PH_OPEN || c->phase == PH_EOF) && out_len(c) > 0 && !c->io_wants_rw &&
+        !c->write_failed) {
         if (do_write(c) != 0) {
             /* Reported from the write event: conn_sync never calls back. */
             c->write_failed = true;
@@ -681,7 +701,7 @@ conn_sync(struct conn *c)
     }
     sync_events(c);
     /* Everything went out at once: the drain notice is due without a write event. */
-    if (c->drain_armed && evbuffer_get_length(c->out) <= c->drain_mark)
+    if (c->drain_armed && out_len(c) <= c->drain_mark)
         event_active(c->wev, EV_WRITE, 0);
     else if (c->write_failed)
         event_active(c->wev, EV_WRITE, 0);
