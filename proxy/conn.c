@@ -49,12 +49,12 @@ struct conn {
     bool server;       /* accepted (TLS server side) */
     bool dead;         /* conn_free ran while a callback was on the stack */
     bool hs_queued;    /* waits in the handshake gate for its next handshake step */
-    struct conn *hs_prev, *hs_next;
-    int64_t *gauge; /* conn_count_in: decremented by conn_free */
-    unsigned busy;  /* callbacks on the stack */
+    int64_t *gauge;    /* conn_count_in: decremented by conn_free */
+    unsigned busy;     /* callbacks on the stack */
     char err[256];
     void (*on_close)(void *arg); /* conn_on_close: runs once, from conn_free */
     void *close_arg;
+    struct conn *hs_prev, *hs_next; /* the handshake gate's queue */
 };
 
 static void sync_events(struct conn *c);
