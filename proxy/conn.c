@@ -62,11 +62,13 @@ static void step_handshake(struct conn *c);
 
 /*
  * The handshake gate (conn_set_handshake_budget): the server side of a TLS handshake does not
- * step from its socket event; it queues here, and a zero-delay timer, which the event loop runs
- * after the socket events of its turn, steps at most `budget` of the queue per loop turn in
- * arrival order. One ClientHello costs about a millisecond of key exchange and signature, so a
- * burst of new clients costs an established channel at most budget of them per turn, and no
- * handshake starves. One event base per worker process, so one gate.
+ * take the ClientHello from its socket event; it queues here, and a zero-delay timer, which the
+ * event loop runs after the socket events of its turn, steps at most `budget` of the queue per
+ * loop turn in arrival order. One ClientHello costs about a millisecond of key exchange and
+ * signature, so a burst of new clients costs an established channel at most budget of them per
+ * turn, and no handshake starves. The later steps (the client's Finished: cheap) are not
+ * queued: a client that has its answer sends its first request at once, and a handshake should
+ * not then wait behind every new ClientHello. One event base per worker process, so one gate.
  */
 static struct {
     struct event_base *base;
@@ -121,7 +123,8 @@ gate_tick(evutil_socket_t fd, short what, void *arg)
 static bool
 gate_defer(struct conn *c)
 {
-    if (!c->server || gate.budget == 0 || gate.tick == NULL || gate.base != event_get_base(c->rev))
+    if (!c->server || gate.budget == 0 || gate.tick == NULL ||
+        gate.base != event_get_base(c->rev) || !tlsio_hello_due(c->ssl))
         return false;
     if (!c->hs_queued) {
         c->hs_queued = true;

@@ -672,6 +672,12 @@ tlsio_write(SSL *ssl, const void *buf, size_t len, size_t *n, char *err, size_t 
     return io_result(ssl, 0, err, errlen);
 }
 
+bool
+tlsio_hello_due(SSL *ssl)
+{
+    return SSL_in_before(ssl) == 1;
+}
+
 size_t
 tlsio_unsent(SSL *ssl)
 {

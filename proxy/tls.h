@@ -75,6 +75,8 @@ enum tlsio_result tlsio_write(struct ssl_st *ssl, const void *buf, size_t len, s
  */
 size_t tlsio_unsent(struct ssl_st *ssl);
 enum tlsio_result tlsio_flush(struct ssl_st *ssl, char *err, size_t errlen);
+/* No handshake message processed yet: the next step takes the (costly) ClientHello. */
+bool tlsio_hello_due(struct ssl_st *ssl);
 /* Decrypted or buffered record bytes wait inside OpenSSL (no socket event will announce them). */
 bool tlsio_pending(struct ssl_st *ssl);
 /* The negotiated protocol ("TLSv1.3"); static text. */
