@@ -185,8 +185,8 @@ struct conf {
     size_t max_connections;            /* client connections per worker, default 9000 */
     size_t max_connections_per_client; /* per client address and worker; 0 = no limit */
     /* Fairness while clients arrive in bursts: connections accepted per listener and TLS
-     * handshake steps run per event-loop turn (defaults 64 and 2); the rest wait for the next
-     * turn, after the established connections' I/O. */
+     * ClientHellos answered per event-loop turn (defaults 64 and 2); the rest wait for the
+     * next turn, after the established connections' I/O. */
     size_t max_accept;
     size_t max_handshakes;
     enum conf_target_policy target_policy;

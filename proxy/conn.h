@@ -91,9 +91,9 @@ const char *conn_tls_version(const struct conn *c);
 void conn_count_in(struct conn *c, int64_t *gauge);
 
 /*
- * Steps at most per_turn server-side TLS handshakes per turn of base's loop, after the turn's
- * other socket events (0: every handshake steps as soon as its socket is ready). Call once
- * per process, before accepting. 0 or -1 (out of memory).
+ * Server-side TLS handshakes take at most per_turn ClientHellos per turn of base's loop, after
+ * the turn's other socket events (0: as soon as the socket is ready). Call once per process,
+ * before accepting. 0 or -1 (out of memory).
  */
 int conn_set_handshake_budget(struct event_base *base, size_t per_turn);
 
