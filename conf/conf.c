@@ -56,6 +56,10 @@
  * pairs with room for listeners, logs and backends being connected. */
 #define DEF_MAX_CONNECTIONS 9000
 #define MAX_MAX_CONNECTIONS 1000000
+#define DEF_MAX_ACCEPT 64
+#define MAX_MAX_ACCEPT 100000
+#define DEF_MAX_HANDSHAKES 2
+#define MAX_MAX_HANDSHAKES 10000
 #define DEF_DRAIN_TIMEOUT_MS 3600000u
 #define DEF_MAX_GENERATIONS 4
 #define MAX_MAX_GENERATIONS 64
@@ -1324,7 +1328,8 @@ static const char *const top_keys[] = {"workers",          "log_file",
                                        "routes",           "handshake_timeout",
                                        "max_connections",  "max_connections_per_client",
                                        "target_policy",    "edge",
-                                       "metrics",          NULL};
+                                       "metrics",          "max_accept",
+                                       "max_handshakes",   NULL};
 static const char *const edge_keys[] = {"keytab", "principal", NULL};
 /* Keys that only make sense inside a listener, backend or route. */
 static const char *const nested_keys[] = {
@@ -1351,6 +1356,8 @@ load_globals(struct loader *ld, const config_setting_t *root, struct conf *c)
     c->handshake_timeout_ms = DEF_HANDSHAKE_TIMEOUT_MS;
     c->max_connections = DEF_MAX_CONNECTIONS;
     c->max_connections_per_client = 0;
+    c->max_accept = DEF_MAX_ACCEPT;
+    c->max_handshakes = DEF_MAX_HANDSHAKES;
     c->target_policy = CONF_TARGET_STRICT;
     c->drain_timeout_ms = DEF_DRAIN_TIMEOUT_MS;
     c->max_generations = DEF_MAX_GENERATIONS;
@@ -1396,6 +1403,8 @@ load_globals(struct loader *ld, const config_setting_t *root, struct conf *c)
         opt_size(ld, root, "max_connections", 1, MAX_MAX_CONNECTIONS, &c->max_connections) < 0 ||
         opt_size(ld, root, "max_connections_per_client", 0, MAX_MAX_CONNECTIONS,
                  &c->max_connections_per_client) < 0 ||
+        opt_size(ld, root, "max_accept", 1, MAX_MAX_ACCEPT, &c->max_accept) < 0 ||
+        opt_size(ld, root, "max_handshakes", 1, MAX_MAX_HANDSHAKES, &c->max_handshakes) < 0 ||
         opt_duration(ld, root, "drain_timeout", true, &c->drain_timeout_ms) < 0 ||
         opt_size(ld, root, "max_generations", 1, MAX_MAX_GENERATIONS, &c->max_generations) < 0)
         return -1;

@@ -184,6 +184,11 @@ struct conf {
     unsigned handshake_timeout_ms;     /* TLS handshake deadline from accept, default 10000 */
     size_t max_connections;            /* client connections per worker, default 9000 */
     size_t max_connections_per_client; /* per client address and worker; 0 = no limit */
+    /* Fairness while clients arrive in bursts: connections accepted per listener and TLS
+     * ClientHellos answered per event-loop turn (defaults 64 and 2); the rest wait for the
+     * next turn, after the established connections' I/O. */
+    size_t max_accept;
+    size_t max_handshakes;
     enum conf_target_policy target_policy;
     /* Reload: how long a superseded generation of workers may keep serving the exchanges and
      * channels it holds (default 3600000, 0 = close them at once), and how many superseded

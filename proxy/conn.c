@@ -14,6 +14,7 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 
+#include "proxy/log.h"
 #include "proxy/splice.h"
 #include "proxy/tls.h"
 
@@ -55,11 +56,13 @@ struct conn {
     bool io_wants_rw;  /* TLS: the last read needs the socket writable, or a write readable */
     bool server;       /* accepted (TLS server side) */
     bool dead;         /* conn_free ran while a callback was on the stack */
+    bool hs_queued;    /* waits in the handshake gate for its next handshake step */
     int64_t *gauge;    /* conn_count_in: decremented by conn_free */
     unsigned busy;     /* callbacks on the stack */
     char err[256];
     void (*on_close)(void *arg); /* conn_on_close: runs once, from conn_free */
     void *close_arg;
+    struct conn *hs_prev, *hs_next; /* the handshake gate's queue */
 
     /* splice(2), plain sockets only. As the destination: body bytes queued in a pipe on
      * their way to this socket. They are older than anything in out (the source splices
@@ -79,6 +82,105 @@ struct conn {
 };
 
 static void sync_events(struct conn *c);
+static void step_handshake(struct conn *c);
+
+/*
+ * The handshake gate (conn_set_handshake_budget): the server side of a TLS handshake does not
+ * take the ClientHello from its socket event; it queues here, and a zero-delay timer, which the
+ * event loop runs after the socket events of its turn, steps at most `budget` of the queue per
+ * loop turn in arrival order. One ClientHello costs about a millisecond of key exchange and
+ * signature, so a burst of new clients costs an established channel at most budget of them per
+ * turn, and no handshake starves. The later steps (the client's Finished: cheap) are not
+ * queued: a client that has its answer sends its first request at once, and a handshake should
+ * not then wait behind every new ClientHello. One event base per worker process, so one gate.
+ */
+static struct {
+    struct event_base *base;
+    struct event *tick;
+    size_t budget; /* 0: no gate, handshakes step at once */
+    size_t n;      /* queued */
+    struct conn *head, *tail;
+} gate;
+
+static void
+gate_unlink(struct conn *c)
+{
+    if (!c->hs_queued)
+        return;
+    if (c->hs_prev != NULL)
+        c->hs_prev->hs_next = c->hs_next;
+    else
+        gate.head = c->hs_next;
+    if (c->hs_next != NULL)
+        c->hs_next->hs_prev = c->hs_prev;
+    else
+        gate.tail = c->hs_prev;
+    c->hs_prev = c->hs_next = NULL;
+    c->hs_queued = false;
+    gate.n--;
+}
+
+static void
+gate_arm(void)
+{
+    static const struct timeval now = {0, 0};
+    if (gate.head != NULL && !evtimer_pending(gate.tick, NULL))
+        evtimer_add(gate.tick, &now);
+}
+
+static void
+gate_tick(evutil_socket_t fd, short what, void *arg)
+{
+    for (size_t n = 0; n < gate.budget && gate.head != NULL; n++) {
+        struct conn *c = gate.head;
+        gate_unlink(c);
+        step_handshake(c); /* may free c, which has left the queue already */
+    }
+    if (gate.n > 0)
+        log_debug("max_handshakes (%zu) reached in this loop turn; %zu TLS handshakes wait for "
+                  "the next",
+                  gate.budget, gate.n);
+    gate_arm();
+}
+
+/* The socket of a handshaking conn is ready. Returns true when the step was queued. */
+static bool
+gate_defer(struct conn *c)
+{
+    if (!c->server || gate.budget == 0 || gate.tick == NULL ||
+        gate.base != event_get_base(c->rev) || !tlsio_hello_due(c->ssl))
+        return false;
+    if (!c->hs_queued) {
+        c->hs_queued = true;
+        c->hs_prev = gate.tail;
+        c->hs_next = NULL;
+        if (gate.tail != NULL)
+            gate.tail->hs_next = c;
+        else
+            gate.head = c;
+        gate.tail = c;
+        gate.n++;
+    }
+    sync_events(c); /* no socket events while queued */
+    gate_arm();
+    return true;
+}
+
+int
+conn_set_handshake_budget(struct event_base *base, size_t per_turn)
+{
+    if (gate.tick == NULL || gate.base != base) {
+        struct event *tick = evtimer_new(base, gate_tick, NULL);
+        if (tick == NULL)
+            return -1;
+        if (gate.tick != NULL)
+            event_free(gate.tick);
+        gate.tick = tick;
+        gate.base = base;
+    }
+    gate.budget = per_turn;
+    return 0;
+}
 
 /* ---- callbacks into the owner, safe against conn_free from inside -------------------- */
 
@@ -326,6 +428,8 @@ do_read(struct conn *c)
 
 /* ---- writing ------------------------------------------------------------------------- */
 
+static int write_tls(struct conn *c);
+
 /* Writes what the socket takes. Returns -1 on a write error (c->err set). */
 static int
 do_write(struct conn *c)
@@ -348,8 +452,21 @@ do_write(struct conn *c)
         }
         return 0;
     }
+    return write_tls(c);
+}
+
+/*
+ * SSL_write record by record; the records gather below OpenSSL (see tlsio_flush) and go to
+ * the socket several per write(): when the gather buffer is full, and once at the end.
+ */
+static int
+write_tls(struct conn *c)
+{
     c->io_wants_rw = false;
-    while (evbuffer_get_length(c->out) > 0) {
+    enum tlsio_result r = tlsio_flush(c->ssl, c->err, sizeof(c->err));
+    if (r != TLSIO_OK)
+        return r == TLSIO_ERROR ? -1 : 0;
+    while (r == TLSIO_OK && evbuffer_get_length(c->out) > 0) {
         size_t len = evbuffer_get_length(c->out);
         size_t n = len < TLS_RECORD ? len : TLS_RECORD;
         /* Small chains are joined into one record; a large chain is used in place. */
@@ -359,22 +476,28 @@ do_write(struct conn *c)
             return -1;
         }
         size_t put = 0;
-        enum tlsio_result r = tlsio_write(c->ssl, p, n, &put, c->err, sizeof(c->err));
-        if (r == TLSIO_OK) {
+        r = tlsio_write(c->ssl, p, n, &put, c->err, sizeof(c->err));
+        if (r == TLSIO_OK)
             evbuffer_drain(c->out, put);
-            continue;
-        }
-        if (r == TLSIO_WANT_WRITE)
-            return 0;
-        if (r == TLSIO_WANT_READ) {
-            c->io_wants_rw = true;
-            return 0;
-        }
-        if (r == TLSIO_EOF)
-            set_error(c, "connection closed");
-        return -1;
     }
-    return 0;
+    if (r == TLSIO_WANT_READ)
+        c->io_wants_rw = true;
+    if (r == TLSIO_EOF)
+        set_error(c, "connection closed");
+    if (r == TLSIO_EOF || r == TLSIO_ERROR)
+        return -1;
+    if (r == TLSIO_WANT_WRITE)
+        return 0; /* the gather buffer is full and the socket too */
+    /* What the loop gathered; the rest, if the socket is full, waits for the write event. */
+    return tlsio_flush(c->ssl, c->err, sizeof(c->err)) == TLSIO_ERROR ? -1 : 0;
+}
+
+/* Output not on the socket yet: the buffer, and for TLS the records gathered for one write. */
+static size_t
+out_len(const struct conn *c)
+{
+    size_t n = evbuffer_get_length(c->out);
+    return c->ssl != NULL ? n + tlsio_unsent(c->ssl) : n;
 }
 
 /* The pipe's bytes to the socket (they precede out's). Returns -1 on a write error. */
@@ -408,11 +531,11 @@ write_pipe(struct conn *c)
     return 0;
 }
 
-/* Bytes waiting to be written, in out or in the pipe. */
+/* Bytes waiting to be written: in out, gathered TLS records, or in the pipe. */
 static size_t
 out_pending(const struct conn *c)
 {
-    return evbuffer_get_length(c->out) + c->pipe_queued;
+    return out_len(c) + c->pipe_queued;
 }
 
 /* The drain notice is due: out at or below the mark, and the pipe empty or, after a write
@@ -422,8 +545,7 @@ out_pending(const struct conn *c)
 static bool
 drain_due(const struct conn *c, bool piped)
 {
-    return c->drain_armed && evbuffer_get_length(c->out) <= c->drain_mark &&
-           (c->pipe_queued == 0 || piped);
+    return c->drain_armed && out_len(c) <= c->drain_mark && (c->pipe_queued == 0 || piped);
 }
 
 /* Write failed in conn_sync or for a splicing source: dropped, reported from the write event. */
@@ -461,9 +583,10 @@ sync_events(struct conn *c)
         need_write = true;
         break;
     case PH_HANDSHAKE:
-        /* the handshake says which one it waits for through io_wants_rw: see step_handshake */
-        need_read = !c->io_wants_rw;
-        need_write = c->io_wants_rw;
+        /* the handshake says which one it waits for through io_wants_rw: see step_handshake;
+         * while queued in the gate, for neither */
+        need_read = !c->io_wants_rw && !c->hs_queued;
+        need_write = c->io_wants_rw && !c->hs_queued;
         break;
     case PH_OPEN:
         need_read = c->want_read && evbuffer_get_length(c->in) < c->read_cap;
@@ -518,6 +641,8 @@ connected(struct conn *c)
 static void
 step_handshake(struct conn *c)
 {
+    if (c->phase != PH_HANDSHAKE)
+        return;
     enum tlsio_result r = tlsio_handshake(c->ssl, c->err, sizeof(c->err));
     switch (r) {
     case TLSIO_OK:
@@ -548,7 +673,8 @@ on_readable(evutil_socket_t fd, short what, void *arg)
 {
     struct conn *c = arg;
     if (c->phase == PH_HANDSHAKE) {
-        step_handshake(c);
+        if (!gate_defer(c))
+            step_handshake(c);
         return;
     }
     if (c->phase != PH_OPEN)
@@ -602,13 +728,13 @@ on_writable(evutil_socket_t fd, short what, void *arg)
         return;
     }
     if (c->phase == PH_HANDSHAKE) {
-        step_handshake(c);
+        if (!gate_defer(c))
+            step_handshake(c);
         return;
     }
     if (c->phase == PH_FAILED)
         return;
-    if (c->phase == PH_OPEN && c->io_wants_rw && c->ssl != NULL &&
-        evbuffer_get_length(c->out) == 0) {
+    if (c->phase == PH_OPEN && c->io_wants_rw && c->ssl != NULL && out_len(c) == 0) {
         /* a TLS read waited for this write */
         do_read(c);
         return;
@@ -834,6 +960,7 @@ conn_free(struct conn *c)
     if (c == NULL || c->dead)
         return;
     c->dead = true;
+    gate_unlink(c);
     if (c->on_close != NULL)
         c->on_close(c->close_arg);
     if (c->gauge != NULL)

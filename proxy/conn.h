@@ -119,6 +119,13 @@ int conn_pipe_unload(struct conn *c);
 /* Open: neither end-of-file nor failure seen on reading. */
 bool conn_open(const struct conn *c);
 
+/*
+ * Server-side TLS handshakes take at most per_turn ClientHellos per turn of base's loop, after
+ * the turn's other socket events (0: as soon as the socket is ready). Call once per process,
+ * before accepting. 0 or -1 (out of memory).
+ */
+int conn_set_handshake_budget(struct event_base *base, size_t per_turn);
+
 /* Closes the socket and frees everything. Accepts NULL; safe inside a callback. */
 void conn_free(struct conn *c);
 

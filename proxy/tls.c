@@ -128,8 +128,10 @@ set_io_modes(SSL_CTX *ctx)
     SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
                               SSL_MODE_RELEASE_BUFFERS);
     SSL_CTX_set_read_ahead(ctx, 1);
-    /* With read-ahead, one read() fills this buffer: several records per system call. */
-    SSL_CTX_set_default_read_buffer_len(ctx, 65536);
+    /* With read-ahead, one read() fills this buffer: several records per system call. OpenSSL
+     * reads only up to the buffer's end, and a record cut there costs a second read() for its
+     * tail: at 64 KiB that was two reads per 4 records of an upload, at 128 KiB two per 8. */
+    SSL_CTX_set_default_read_buffer_len(ctx, 131072);
 }
 
 static int
@@ -443,14 +445,166 @@ tlsctx_library_version(void)
     return OpenSSL_version(OPENSSL_VERSION);
 }
 
+/*
+ * The write side of a connection's SSL: a BIO that gathers the records OpenSSL makes into one
+ * buffer and hands them to the socket in one write() once the next record would not fit, and
+ * on a flush (OpenSSL flushes each handshake flight and alert; proxy/conn.c flushes after its
+ * SSL_write calls). A 16 KiB record per write() was a system call per 16 KiB of a stream.
+ * Holds at most GATHER_CAP unsent bytes; when the socket takes less, the BIO asks OpenSSL to
+ * retry (SSL_ERROR_WANT_WRITE), which is the socket's own backpressure one buffer later. The
+ * buffer exists only while it holds bytes: an idle connection holds none.
+ */
+#define GATHER_RECORDS 4
+#define GATHER_CAP (GATHER_RECORDS * (16384 + 256)) /* whole records with their overhead */
+
+struct gather {
+    int fd;
+    unsigned char *buf; /* NULL while empty */
+    size_t off, len;    /* unsent: buf[off, off + len) */
+};
+
+static BIO_METHOD *gather_method;
+static int gather_type;
+
+/* Writes what the socket takes. 0 (all out, or the rest waits for the socket), or -1 on a
+ * socket error (errno set; the unsent bytes are dropped: nothing more can go). */
+static int
+gather_flush(struct gather *g)
+{
+    while (g->len > 0) {
+        ssize_t r = write(g->fd, g->buf + g->off, g->len);
+        if (r > 0) {
+            g->off += (size_t)r;
+            g->len -= (size_t)r;
+            continue;
+        }
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return 0;
+        if (r == 0)
+            errno = EPIPE;
+        int e = errno;
+        g->len = 0;
+        free(g->buf);
+        g->buf = NULL;
+        g->off = 0;
+        errno = e;
+        return -1;
+    }
+    free(g->buf);
+    g->buf = NULL;
+    g->off = 0;
+    return 0;
+}
+
+static int
+gather_write(BIO *b, const char *in, int inl)
+{
+    struct gather *g = BIO_get_data(b);
+    BIO_clear_retry_flags(b);
+    if (inl <= 0)
+        return 0;
+    size_t n = (size_t)inl;
+    if (g->len + n > GATHER_CAP && gather_flush(g) != 0)
+        return -1;
+    size_t room = GATHER_CAP - g->len;
+    if (room == 0) {
+        BIO_set_retry_write(b);
+        return -1;
+    }
+    if (g->buf == NULL && (g->buf = malloc(GATHER_CAP)) == NULL) {
+        errno = ENOMEM;
+        return -1;
+    }
+    if (n > room)
+        n = room; /* the socket is full: take what fits, OpenSSL retries the rest */
+    if (g->off + g->len + n > GATHER_CAP) {
+        memmove(g->buf, g->buf + g->off, g->len);
+        g->off = 0;
+    }
+    memcpy(g->buf + g->off + g->len, in, n);
+    g->len += n;
+    return (int)n;
+}
+
+static long
+gather_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+    struct gather *g = BIO_get_data(b);
+    switch (cmd) {
+    case BIO_CTRL_FLUSH:
+        BIO_clear_retry_flags(b);
+        if (gather_flush(g) != 0)
+            return -1;
+        if (g->len > 0) {
+            BIO_set_retry_write(b);
+            return -1;
+        }
+        return 1;
+    case BIO_CTRL_WPENDING:
+        return (long)g->len;
+    case BIO_CTRL_PENDING:
+        return 0;
+    default:
+        return 0;
+    }
+}
+
+static int
+gather_destroy(BIO *b)
+{
+    struct gather *g = BIO_get_data(b);
+    if (g != NULL) {
+        free(g->buf);
+        free(g);
+    }
+    BIO_set_data(b, NULL);
+    return 1;
+}
+
+/* A socket BIO reads; the gather BIO writes. Falls back to the plain socket BIO for both when
+ * memory runs out. */
 void
 tlsio_attach(SSL *ssl, int fd, bool server)
 {
-    SSL_set_fd(ssl, fd);
+    if (gather_method == NULL) {
+        gather_type = BIO_get_new_index() | BIO_TYPE_SOURCE_SINK;
+        gather_method = BIO_meth_new(gather_type, "exshim gather");
+    }
+    if (gather_method != NULL && BIO_meth_get_write(gather_method) == NULL) {
+        BIO_meth_set_write(gather_method, gather_write);
+        BIO_meth_set_ctrl(gather_method, gather_ctrl);
+        BIO_meth_set_destroy(gather_method, gather_destroy);
+    }
+    BIO *rbio = BIO_new_socket(fd, BIO_NOCLOSE);
+    BIO *wbio = gather_method != NULL ? BIO_new(gather_method) : NULL;
+    struct gather *g = calloc(1, sizeof(*g));
+    if (rbio != NULL && wbio != NULL && g != NULL) {
+        g->fd = fd;
+        BIO_set_data(wbio, g);
+        BIO_set_init(wbio, 1);
+        SSL_set_bio(ssl, rbio, wbio);
+    } else {
+        free(g);
+        BIO_free(rbio);
+        BIO_free(wbio);
+        SSL_set_fd(ssl, fd);
+    }
     if (server)
         SSL_set_accept_state(ssl);
     else
         SSL_set_connect_state(ssl);
+}
+
+static struct gather *
+gather_of(SSL *ssl)
+{
+    BIO *w = SSL_get_wbio(ssl);
+    /* OpenSSL stacks its own buffering BIO on top during a handshake: look below it. */
+    while (w != NULL && BIO_method_type(w) != gather_type)
+        w = BIO_next(w);
+    return w != NULL ? BIO_get_data(w) : NULL;
 }
 
 /* Maps the outcome of an SSL call that returned r. */
@@ -516,6 +670,32 @@ tlsio_write(SSL *ssl, const void *buf, size_t len, size_t *n, char *err, size_t 
     if (r == 1)
         return TLSIO_OK;
     return io_result(ssl, 0, err, errlen);
+}
+
+bool
+tlsio_hello_due(SSL *ssl)
+{
+    return SSL_in_before(ssl) == 1;
+}
+
+size_t
+tlsio_unsent(SSL *ssl)
+{
+    struct gather *g = ssl != NULL ? gather_of(ssl) : NULL;
+    return g != NULL ? g->len : 0;
+}
+
+enum tlsio_result
+tlsio_flush(SSL *ssl, char *err, size_t errlen)
+{
+    struct gather *g = gather_of(ssl);
+    if (g == NULL || g->len == 0)
+        return TLSIO_OK;
+    if (gather_flush(g) != 0) {
+        snprintf(err, errlen, "%s", strerror(errno));
+        return TLSIO_ERROR;
+    }
+    return g->len == 0 ? TLSIO_OK : TLSIO_WANT_WRITE;
 }
 
 bool

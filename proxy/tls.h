@@ -67,6 +67,16 @@ enum tlsio_result tlsio_read(struct ssl_st *ssl, void *buf, size_t len, size_t *
                              size_t errlen);
 enum tlsio_result tlsio_write(struct ssl_st *ssl, const void *buf, size_t len, size_t *n, char *err,
                               size_t errlen);
+/*
+ * TLS output is gathered (several records per write()): tlsio_write may leave records in a
+ * per-connection buffer of at most ~64 KiB. tlsio_unsent counts them; tlsio_flush writes what
+ * the socket takes: TLSIO_OK (all out), TLSIO_WANT_WRITE (the rest waits for the socket) or
+ * TLSIO_ERROR (err set; the rest is dropped).
+ */
+size_t tlsio_unsent(struct ssl_st *ssl);
+enum tlsio_result tlsio_flush(struct ssl_st *ssl, char *err, size_t errlen);
+/* No handshake message processed yet: the next step takes the (costly) ClientHello. */
+bool tlsio_hello_due(struct ssl_st *ssl);
 /* Decrypted or buffered record bytes wait inside OpenSSL (no socket event will announce them). */
 bool tlsio_pending(struct ssl_st *ssl);
 /* The negotiated protocol ("TLSv1.3"); static text. */

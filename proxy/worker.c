@@ -16,6 +16,7 @@
 #include <event2/listener.h>
 
 #include "proxy/climit.h"
+#include "proxy/conn.h"
 #include "proxy/health.h"
 #include "proxy/log.h"
 #include "proxy/metrics.h"
@@ -24,7 +25,11 @@
 
 struct listen_arg {
     struct worker *w;
-    size_t index;
+    size_t index;           /* the listener in the configuration */
+    size_t pos;             /* its socket in w->listeners */
+    size_t turn;            /* accepted in this loop turn */
+    bool capped;            /* paused for the rest of the turn: max_accept reached */
+    struct event *turn_end; /* runs after the other events of the turn: resets the count */
 };
 
 /* A node drain ends this long after the last accept once no session is left. */
@@ -97,6 +102,28 @@ set_accepting(struct worker *w)
         log_info("below max_connections (%zu) again: accepting", w->conf->max_connections);
 }
 
+/*
+ * max_accept: the event library accepts until the queue is empty, which for a burst of
+ * thousands of clients would hold the loop for tens of milliseconds while established
+ * channels wait. So at the budget the listener pauses; the turn_end event, activated with the
+ * turn's first accept and so queued behind every event already ready in this turn, resumes it,
+ * and the rest of the kernel's queue is taken from the next loop turn on.
+ */
+static void
+accept_turn_end_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct listen_arg *la = arg;
+    struct worker *w = la->w;
+    la->turn = 0;
+    if (!la->capped)
+        return;
+    la->capped = false;
+    if (w->listeners == NULL || w->listeners[la->pos] == NULL || w->draining || w->accept_full ||
+        evtimer_pending(w->accept_retry, NULL))
+        return;
+    evconnlistener_enable(w->listeners[la->pos]);
+}
+
 static void
 accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen, void *arg)
 {
@@ -107,11 +134,20 @@ accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int
     }
     if (la->w->node_drain)
         clock_gettime(CLOCK_MONOTONIC, &la->w->last_accept);
+    if (la->turn++ == 0)
+        event_active(la->turn_end, EV_TIMEOUT, 0);
     if (la->w->conf->listeners[la->index].proxy_protocol)
         ppaccept_start(la->w->pp, la->index, fd, sa, salen);
     else
         session_accept(&la->w->env, la->index, fd, sa, salen);
     set_accepting(la->w);
+    if (la->turn >= la->w->conf->max_accept && !la->capped) {
+        la->capped = true;
+        evconnlistener_disable(l);
+        log_debug("listener %s: max_accept (%zu) reached in this loop turn; the rest of the "
+                  "queue waits for the next",
+                  la->w->conf->listeners[la->index].name, la->w->conf->max_accept);
+    }
 }
 
 /* A connection passed its PROXY header and became a session. */
@@ -404,10 +440,17 @@ worker_run(struct worker *w, int ready_fd)
      * priorities, which cannot be set up once an event is active. */
     if ((w->health = health_start(w->base, c, w->backends)) == NULL)
         fatalx("worker %d: out of memory", w->index);
+    /* After the priorities: the gate's timer gets the default one, like the sockets it follows. */
+    if (conn_set_handshake_budget(w->base, c->max_handshakes) != 0)
+        fatalx("worker %d: out of memory", w->index);
     for (size_t i = 0; i < w->nlisten; i++) {
         size_t li = w->listen_li[i];
         args[i].w = w;
         args[i].index = li;
+        args[i].pos = i;
+        args[i].turn_end = event_new(w->base, -1, 0, accept_turn_end_cb, &args[i]);
+        if (args[i].turn_end == NULL)
+            fatalx("worker %d: out of memory", w->index);
         w->listeners[i] =
             evconnlistener_new(w->base, accept_cb, &args[i],
                                LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, w->listen_fds[i]);

@@ -316,6 +316,8 @@ test_defaults(void **state)
     assert_int_equal(c->handshake_timeout_ms, 10000);
     assert_int_equal(c->max_connections, 9000);
     assert_int_equal(c->max_connections_per_client, 0);
+    assert_int_equal(c->max_accept, 64);
+    assert_int_equal(c->max_handshakes, 2);
     assert_int_equal(c->target_policy, CONF_TARGET_STRICT);
     assert_true(c->routes[0].guard);
     assert_int_equal(c->drain_timeout_ms, 3600000);
@@ -685,6 +687,10 @@ static const struct err_case err_cases[] = {
     {"high_water high", "high_water = 16777217;\n" L_ B_ R_, 1, "high_water",
      "16777217 is out of range (4096..16777216)"},
     {"max_headers 0", "max_headers = 0;\n" L_ B_ R_, 1, "max_headers",
+     "0 is out of range (1..10000)"},
+    {"max_accept 0", "max_accept = 0;\n" L_ B_ R_, 1, "max_accept",
+     "0 is out of range (1..100000)"},
+    {"max_handshakes 0", "max_handshakes = 0;\n" L_ B_ R_, 1, "max_handshakes",
      "0 is out of range (1..10000)"},
     {"target_policy", "target_policy = \"lenient\";\n" L_ B_ R_, 1, "target_policy",
      "unknown policy 'lenient' (expected strict or normalize)"},
@@ -1456,13 +1462,16 @@ test_hardening_keys(void **state)
     char err[512] = "";
     assert_int_equal(
         load_text("handshake_timeout = \"2s\"; max_connections = 20;\n"
-                  "max_connections_per_client = 5; target_policy = \"Normalize\";\n" L_ B_
+                  "max_connections_per_client = 5; target_policy = \"Normalize\";\n"
+                  "max_accept = 4; max_handshakes = 1;\n" L_ B_
                   "routes = ( { path = \"/owa\"; backend = \"b\"; guard = false; } );\n",
                   &c, err, sizeof(err)),
         0);
     assert_int_equal(c->handshake_timeout_ms, 2000);
     assert_int_equal(c->max_connections, 20);
     assert_int_equal(c->max_connections_per_client, 5);
+    assert_int_equal(c->max_accept, 4);
+    assert_int_equal(c->max_handshakes, 1);
     assert_int_equal(c->target_policy, CONF_TARGET_NORMALIZE);
     assert_false(c->routes[0].guard);
     conf_free(c);
