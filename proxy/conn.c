@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -755,6 +756,17 @@ static void
 on_timeout(evutil_socket_t fd, short what, void *arg)
 {
     struct conn *c = arg;
+    if (c->phase == PH_CONNECTING && c->ssl == NULL) {
+        /* A worker late by a long turn (or whose write event did not make this turn's epoll
+         * batch) may find the deadline passed on a connect that completed in time: the
+         * socket's state decides, not the timer. (TLS backends: the same timer bounds the
+         * handshake that would follow, so there the deadline stands.) */
+        struct pollfd p = {.fd = c->fd, .events = POLLOUT};
+        if (poll(&p, 1, 0) == 1 && (p.revents & (POLLOUT | POLLERR | POLLHUP)) != 0) {
+            on_writable(c->fd, EV_WRITE, c);
+            return;
+        }
+    }
     set_error(c, "timed out");
     c->phase = PH_FAILED;
     sync_events(c);
