@@ -248,6 +248,17 @@ drain_timeout_cb(evutil_socket_t fd, short what, void *arg)
     event_base_loopexit(w->base, NULL);
 }
 
+/* drain_timeout bounds a drain (superseded generation or node drain): then what is open closes. */
+static void
+arm_drain_timeout(struct worker *w)
+{
+    struct timeval tv = {.tv_sec = w->conf->drain_timeout_ms / 1000,
+                         .tv_usec = (w->conf->drain_timeout_ms % 1000) * 1000};
+    w->drain_timer = evtimer_new(w->base, drain_timeout_cb, w);
+    if (w->drain_timer != NULL)
+        evtimer_add(w->drain_timer, &tv);
+}
+
 /*
  * SIGUSR2: a newer generation accepts now. Stop accepting and let every session end on its
  * own: an exchange in flight finishes, a keep-alive connection gets "Connection: close" on
@@ -271,11 +282,7 @@ handover_cb(evutil_socket_t sig, short what, void *arg)
         event_base_loopexit(w->base, NULL);
         return;
     }
-    struct timeval tv = {.tv_sec = w->conf->drain_timeout_ms / 1000,
-                         .tv_usec = (w->conf->drain_timeout_ms % 1000) * 1000};
-    w->drain_timer = evtimer_new(w->base, drain_timeout_cb, w);
-    if (w->drain_timer != NULL)
-        evtimer_add(w->drain_timer, &tv);
+    arm_drain_timeout(w);
 }
 
 /*
@@ -300,11 +307,7 @@ node_drain_cb(evutil_socket_t sig, short what, void *arg)
         event_base_loopexit(w->base, NULL); /* as for a reload: no drain at all */
         return;
     }
-    struct timeval tv = {.tv_sec = w->conf->drain_timeout_ms / 1000,
-                         .tv_usec = (w->conf->drain_timeout_ms % 1000) * 1000};
-    w->drain_timer = evtimer_new(w->base, drain_timeout_cb, w);
-    if (w->drain_timer != NULL)
-        evtimer_add(w->drain_timer, &tv);
+    arm_drain_timeout(w);
     w->quiet_timer = evtimer_new(w->base, quiet_cb, w);
     node_drain_check(w);
 }
