@@ -82,14 +82,6 @@ hop_by_hop(const struct h1_head *h, const struct conn_lines *c, struct h1_slice 
     return listed_in_connection(h, c, name);
 }
 
-bool
-headers_hop_by_hop(const struct h1_head *h, struct h1_slice name)
-{
-    struct conn_lines c;
-    conn_lines_find(h, &c);
-    return hop_by_hop(h, &c, name);
-}
-
 static bool
 scheme_with_token(struct h1_slice v, const char *scheme)
 {

@@ -13,10 +13,6 @@
 
 struct evbuffer;
 
-/* Is name hop-by-hop in head h: Connection, Keep-Alive, Proxy-Connection, TE, Upgrade, or any
- * header named in a Connection header (all of its tokens; framing headers and Host never)? */
-bool headers_hop_by_hop(const struct h1_head *h, struct h1_slice name);
-
 /* Is h a 401 in the middle of a connection-bound handshake: a WWW-Authenticate of NTLM or
  * Negotiate carrying a token (the challenge the client answers on this same connection)? */
 bool headers_mid_handshake(const struct h1_head *h);

@@ -1,10 +1,8 @@
 /* PROXY protocol on accept. See ppaccept.h. */
 #include "proxy/ppaccept.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <inttypes.h>
-#include <netinet/in.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -62,17 +60,9 @@ struct ppaccept {
 static void
 addr_text(const struct sockaddr *sa, char *out, size_t size)
 {
-    char ip[INET6_ADDRSTRLEN] = "?";
-    int port = 0;
-    if (sa->sa_family == AF_INET) {
-        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
-        inet_ntop(AF_INET, &in->sin_addr, ip, sizeof(ip));
-        port = ntohs(in->sin_port);
-    } else if (sa->sa_family == AF_INET6) {
-        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
-        inet_ntop(AF_INET6, &in6->sin6_addr, ip, sizeof(ip));
-        port = ntohs(in6->sin6_port);
-    }
+    char ip[INET6_ADDRSTRLEN];
+    int port;
+    session_addr(sa, ip, sizeof(ip), &port);
     snprintf(out, size, "%s:%d", ip, port);
 }
 

@@ -497,20 +497,28 @@ static const struct conn_cbs client_cbs = {client_on_read, client_on_drained, cl
 /* ---- accept -------------------------------------------------------------------------- */
 
 void
+session_addr(const struct sockaddr *sa, char *ip, size_t iplen, int *port_out)
+{
+    snprintf(ip, iplen, "?");
+    *port_out = 0;
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+        inet_ntop(AF_INET, &in->sin_addr, ip, (socklen_t)iplen);
+        *port_out = ntohs(in->sin_port);
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+        inet_ntop(AF_INET6, &in6->sin6_addr, ip, (socklen_t)iplen);
+        *port_out = ntohs(in6->sin6_port);
+    }
+}
+
+void
 session_accept(const struct session_env *env, size_t li, int fd, const struct sockaddr *sa,
                int salen)
 {
-    char ip[INET6_ADDRSTRLEN] = "?";
-    int port = 0;
-    if (sa->sa_family == AF_INET) {
-        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
-        inet_ntop(AF_INET, &in->sin_addr, ip, sizeof(ip));
-        port = ntohs(in->sin_port);
-    } else if (sa->sa_family == AF_INET6) {
-        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
-        inet_ntop(AF_INET6, &in6->sin6_addr, ip, sizeof(ip));
-        port = ntohs(in6->sin6_port);
-    }
+    char ip[INET6_ADDRSTRLEN];
+    int port;
+    session_addr(sa, ip, sizeof(ip), &port);
     if (env->climit != NULL && !climit_acquire(env->climit, ip)) {
         /* One line for the first refusal and then one per thousand, so a flood cannot flood
          * the log as well. */

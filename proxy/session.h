@@ -45,6 +45,10 @@ struct session_env {
     int worker_index;
 };
 
+/* The address of sa as text into ip (INET6_ADDRSTRLEN bytes; "?" for another family) and its
+ * port into *port_out (0 then): how sessions name a client in logs, limits and hashing. */
+void session_addr(const struct sockaddr *sa, char *ip, size_t iplen, int *port_out);
+
 /* Takes ownership of fd (closed on failure too). li: index of the accepting listener. Borrows
  * env, which must outlive every session. */
 void session_accept(const struct session_env *env, size_t li, int fd, const struct sockaddr *sa,
