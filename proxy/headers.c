@@ -123,65 +123,133 @@ headers_find_authz(const struct h1_head *h, const struct h1_header **authz_out)
     return 0;
 }
 
+/*
+ * A head is written into one contiguous region reserved in the output buffer, sized for the
+ * worst case up front: one reservation and plain memcpy instead of an evbuffer call (and its
+ * callbacks) per piece, and no printf.
+ */
+struct hw {
+    char *p, *end;
+};
+
 static void
-add_line(struct evbuffer *out, struct h1_slice line)
+hw_add(struct hw *w, const void *p, size_t len)
 {
-    evbuffer_add(out, line.p, line.len);
-    evbuffer_add(out, "\r\n", 2);
+    /* The reservation is an upper bound of everything written; this cannot trigger. */
+    if (len > (size_t)(w->end - w->p))
+        len = (size_t)(w->end - w->p);
+    memcpy(w->p, p, len);
+    w->p += len;
+}
+
+#define HW_LIT(w, s) hw_add((w), (s), sizeof(s) - 1)
+
+/* Moves all of src (whole lines supplied by the caller) to the head. */
+static void
+hw_take(struct hw *w, struct evbuffer *src)
+{
+    size_t n = evbuffer_get_length(src), room = (size_t)(w->end - w->p);
+    if (n > room)
+        n = room;
+    evbuffer_remove(src, w->p, n);
+    w->p += n;
+    evbuffer_drain(src, evbuffer_get_length(src));
+}
+
+static void
+hw_line(struct hw *w, struct h1_slice line)
+{
+    hw_add(w, line.p, line.len);
+    HW_LIT(w, "\r\n");
+}
+
+static bool
+hw_open(struct hw *w, struct evbuffer *out, size_t bound, struct evbuffer_iovec *v)
+{
+    if (evbuffer_reserve_space(out, (ev_ssize_t)bound, v, 1) != 1)
+        return false;
+    w->p = v->iov_base;
+    w->end = w->p + (v->iov_len < bound ? v->iov_len : bound);
+    return (size_t)(w->end - w->p) >= bound;
+}
+
+static void
+hw_close(struct hw *w, struct evbuffer *out, struct evbuffer_iovec *v)
+{
+    v->iov_len = (size_t)(w->p - (char *)v->iov_base);
+    evbuffer_commit_space(out, v, 1);
 }
 
 /* Kept header lines are copied in runs: consecutive lines of the received head are one
- * contiguous span (each line's CRLF included), so a run costs one evbuffer_add. */
+ * contiguous span (each line's CRLF included), so a run costs one copy. */
 struct run {
     const char *p;
     size_t len;
 };
 
 static void
-run_flush(struct evbuffer *out, struct run *r)
+run_flush(struct hw *w, struct run *r)
 {
     if (r->len > 0)
-        evbuffer_add(out, r->p, r->len);
+        hw_add(w, r->p, r->len);
     r->len = 0;
 }
 
 static void
-run_keep(struct evbuffer *out, struct run *r, struct h1_slice line)
+run_keep(struct hw *w, struct run *r, struct h1_slice line)
 {
     /* The line must be followed by its CRLF in the received buffer to join a run; the parser
      * guarantees it, the check keeps this safe for any head. */
     if (line.p[line.len] != '\r' || line.p[line.len + 1] != '\n') {
-        run_flush(out, r);
-        add_line(out, line);
+        run_flush(w, r);
+        hw_line(w, line);
         return;
     }
     if (r->len > 0 && r->p + r->len == line.p) {
         r->len += line.len + 2;
         return;
     }
-    run_flush(out, r);
+    run_flush(w, r);
     r->p = line.p;
     r->len = line.len + 2;
 }
 
-void
+/* Bytes the kept lines of h can take at most: each line plus CRLF (lines never overlap). */
+static size_t
+lines_bound(const struct h1_head *h)
+{
+    return h->head_len + 2 * h->nheaders;
+}
+
+bool
 headers_request(const struct h1_head *h, const struct target *t, const struct h1_header *authz,
                 struct evbuffer *authline, const struct headers_client *client,
                 struct evbuffer *out)
 {
     const struct h1_header *host = NULL;
+    size_t iplen = strlen(client->ip);
+    size_t bound = lines_bound(h) + h->method.len + t->path_len + t->query_len + 2 + 16 +
+                   (authline != NULL ? evbuffer_get_length(authline) : 0) + iplen + 64 +
+                   h->head_len /* X-Forwarded-Host: at most the Host value */ + 32;
+    struct evbuffer_iovec v;
+    struct hw w;
+    if (!hw_open(&w, out, bound, &v))
+        return false;
     if (t->changed || t->absolute) {
-        evbuffer_add(out, h->method.p, h->method.len);
-        evbuffer_add(out, " ", 1);
-        evbuffer_add(out, t->path, t->path_len);
+        hw_add(&w, h->method.p, h->method.len);
+        HW_LIT(&w, " ");
+        hw_add(&w, t->path, t->path_len);
         if (t->query != NULL) {
-            evbuffer_add(out, "?", 1);
-            evbuffer_add(out, t->query, t->query_len);
+            HW_LIT(&w, "?");
+            hw_add(&w, t->query, t->query_len);
         }
     } else {
-        evbuffer_add(out, h->method.p, (size_t)(h->target.p + h->target.len - h->method.p));
+        hw_add(&w, h->method.p, (size_t)(h->target.p + h->target.len - h->method.p));
     }
-    evbuffer_add_printf(out, " HTTP/1.%d\r\n", h->version_minor);
+    if (h->version_minor == 0)
+        HW_LIT(&w, " HTTP/1.0\r\n");
+    else
+        HW_LIT(&w, " HTTP/1.1\r\n");
     struct conn_lines c;
     struct run r = {NULL, 0};
     conn_lines_find(h, &c);
@@ -195,36 +263,50 @@ headers_request(const struct h1_head *h, const struct target *t, const struct h1
         if (h1_slice_eq(x->name, "Host"))
             host = x;
         if (x == authz) {
-            run_flush(out, &r);
+            run_flush(&w, &r);
             if (authline != NULL)
-                evbuffer_add_buffer(out, authline);
+                hw_take(&w, authline);
             continue;
         }
-        run_keep(out, &r, x->line);
+        run_keep(&w, &r, x->line);
     }
-    run_flush(out, &r);
-    evbuffer_add_printf(out, "X-Forwarded-For: %s\r\nX-Forwarded-Proto: %s\r\n", client->ip,
-                        client->tls ? "https" : "http");
+    run_flush(&w, &r);
+    HW_LIT(&w, "X-Forwarded-For: ");
+    hw_add(&w, client->ip, iplen);
+    if (client->tls)
+        HW_LIT(&w, "\r\nX-Forwarded-Proto: https\r\n");
+    else
+        HW_LIT(&w, "\r\nX-Forwarded-Proto: http\r\n");
     if (host != NULL) {
-        evbuffer_add(out, "X-Forwarded-Host: ", 18);
-        add_line(out, host->value);
+        HW_LIT(&w, "X-Forwarded-Host: ");
+        hw_line(&w, host->value);
     }
     if (h->version_minor == 0)
-        evbuffer_add(out, "Connection: keep-alive\r\n", 24);
-    evbuffer_add(out, "\r\n", 2);
+        HW_LIT(&w, "Connection: keep-alive\r\n");
+    HW_LIT(&w, "\r\n");
+    hw_close(&w, out, &v);
+    return true;
 }
 
-void
+bool
 headers_response(const struct h1_head *h, struct evbuffer *www, bool close, int client_minor,
                  struct evbuffer *out)
 {
     bool www_done = false;
-    evbuffer_add_printf(out, "HTTP/1.1 %03d", h->status);
+    size_t bound = lines_bound(h) + 16 + (www != NULL ? evbuffer_get_length(www) : 0) + 32;
+    struct evbuffer_iovec v;
+    struct hw w;
+    if (!hw_open(&w, out, bound, &v))
+        return false;
+    char code[3] = {(char)('0' + h->status / 100 % 10), (char)('0' + h->status / 10 % 10),
+                    (char)('0' + h->status % 10)};
+    HW_LIT(&w, "HTTP/1.1 ");
+    hw_add(&w, code, 3);
     if (h->reason.len > 0 || h->reason.p != NULL) {
-        evbuffer_add(out, " ", 1);
-        evbuffer_add(out, h->reason.p, h->reason.len);
+        HW_LIT(&w, " ");
+        hw_add(&w, h->reason.p, h->reason.len);
     }
-    evbuffer_add(out, "\r\n", 2);
+    HW_LIT(&w, "\r\n");
     struct conn_lines c;
     struct run r = {NULL, 0};
     conn_lines_find(h, &c);
@@ -234,22 +316,24 @@ headers_response(const struct h1_head *h, struct evbuffer *www, bool close, int 
             continue;
         if (www != NULL && h1_slice_eq(x->name, "WWW-Authenticate")) {
             /* the rewritten offers take the place of the backend's first offer line */
-            run_flush(out, &r);
+            run_flush(&w, &r);
             if (!www_done)
-                evbuffer_add_buffer(out, www);
+                hw_take(&w, www);
             www_done = true;
             continue;
         }
-        run_keep(out, &r, x->line);
+        run_keep(&w, &r, x->line);
     }
-    run_flush(out, &r);
+    run_flush(&w, &r);
     if (www != NULL && !www_done)
-        evbuffer_add_buffer(out, www);
+        hw_take(&w, www);
     if (h->status >= 200) {
         if (close)
-            evbuffer_add(out, "Connection: close\r\n", 19);
+            HW_LIT(&w, "Connection: close\r\n");
         else if (client_minor == 0)
-            evbuffer_add(out, "Connection: keep-alive\r\n", 24);
+            HW_LIT(&w, "Connection: keep-alive\r\n");
     }
-    evbuffer_add(out, "\r\n", 2);
+    HW_LIT(&w, "\r\n");
+    hw_close(&w, out, &v);
+    return true;
 }

@@ -33,9 +33,10 @@ struct headers_client {
  * byte for byte and in order without hop-by-hop and X-Forwarded-* ones, authline (the whole
  * Authorization line with CRLF, or empty to drop it) in the place of authz, then X-Forwarded-For,
  * -Proto and -Host and, for HTTP/1.0 clients, Connection: keep-alive (the pinned backend
- * connection stays open). Borrows everything; drains authline.
+ * connection stays open). Borrows everything; drains authline. False when out of memory
+ * (nothing was written).
  */
-void headers_request(const struct h1_head *h, const struct target *t, const struct h1_header *authz,
+bool headers_request(const struct h1_head *h, const struct target *t, const struct h1_header *authz,
                      struct evbuffer *authline, const struct headers_client *client,
                      struct evbuffer *out);
 
@@ -45,9 +46,10 @@ void headers_request(const struct h1_head *h, const struct target *t, const stru
  * www NULL keeps the backend's WWW-Authenticate lines; otherwise they are dropped and www (whole
  * lines) goes where the first one was, or at the end when there was none. For a final status,
  * close adds Connection: close, and an HTTP/1.0 client (client_minor 0) gets
- * Connection: keep-alive otherwise. Borrows everything; drains www.
+ * Connection: keep-alive otherwise. Borrows everything; drains www. False when out of memory
+ * (nothing was written).
  */
-void headers_response(const struct h1_head *h, struct evbuffer *www, bool close, int client_minor,
+bool headers_response(const struct h1_head *h, struct evbuffer *www, bool close, int client_minor,
                       struct evbuffer *out);
 
 #endif

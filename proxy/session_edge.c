@@ -135,7 +135,8 @@ edge_start(struct session *s, const struct admit *a, const struct h1_header *aut
         edgeauth_backend_lost(s->edge);
 
     struct headers_client hc = {.ip = s->peer_ip, .tls = s->tls};
-    headers_request(&a->h, &a->t, authz, noauth, &hc, head);
+    if (!headers_request(&a->h, &a->t, authz, noauth, &hc, head))
+        goto oom;
     if (s->edge_head == NULL && (s->edge_head = evbuffer_new()) == NULL)
         goto oom;
     evbuffer_drain(s->edge_head, evbuffer_get_length(s->edge_head));

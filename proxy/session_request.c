@@ -117,7 +117,8 @@ start_request(struct session *s, size_t head_len)
         authz != NULL && s->xlog.scheme != NULL &&
         (strcmp(s->xlog.scheme, "NTLM") == 0 || strcmp(s->xlog.scheme, "Negotiate") == 0);
     struct headers_client hc = {.ip = s->peer_ip, .tls = s->tls};
-    headers_request(&a.h, &a.t, authz, authline, &hc, head);
+    if (!headers_request(&a.h, &a.t, authz, authline, &hc, head))
+        goto oom;
     s->mchan = metrics_channel_open(&a.h);
     s->req_body = a.body;
     /* An RPC_IN_DATA channel gets no status until it ends, hours later: its handshake's trace

@@ -126,8 +126,13 @@ take_response_head(struct session *s)
         bool has_www = h1_find(&h, "WWW-Authenticate") != NULL;
         set = (has_www || h.status >= 200) && authn_response(s->auth, s->route, &h, www);
     }
-    headers_response(&h, set ? www : NULL, s->close_after, s->client_minor, hb);
+    bool made = headers_response(&h, set ? www : NULL, s->close_after, s->client_minor, hb);
     evbuffer_free(www);
+    if (!made) {
+        evbuffer_free(hb);
+        session_close(s);
+        return false;
+    }
     size_t nh = evbuffer_get_length(hb);
     evbuffer_drain(in, head_len);
     s->xlog.bytes_out += nh;
