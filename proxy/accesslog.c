@@ -24,15 +24,32 @@ xlog_begin(struct xlog *x, const struct timeval *now, size_t head_len)
     snprintf(x->path, sizeof(x->path), "-");
 }
 
+/* Appends [p, p+len) to dst at *at, truncated to fit cap with its NUL (the access log keeps
+ * what fits). Per request, so memcpy rather than snprintf. */
+static void
+put(char *dst, size_t cap, size_t *at, const char *p, size_t len)
+{
+    size_t room = cap - 1 - *at;
+    if (len > room)
+        len = room;
+    memcpy(dst + *at, p, len);
+    *at += len;
+    dst[*at] = '\0';
+}
+
 void
 xlog_target(struct xlog *x, struct h1_slice method, struct h1_slice path, struct h1_slice query)
 {
-    snprintf(x->method, sizeof(x->method), "%.*s", (int)method.len, method.p);
-    if (query.p != NULL)
-        snprintf(x->path, sizeof(x->path), "%.*s?%.*s", (int)path.len, path.p, (int)query.len,
-                 query.p);
-    else
-        snprintf(x->path, sizeof(x->path), "%.*s", (int)path.len, path.p);
+    size_t n = 0;
+    x->method[0] = '\0';
+    put(x->method, sizeof(x->method), &n, method.p, method.len);
+    n = 0;
+    x->path[0] = '\0';
+    put(x->path, sizeof(x->path), &n, path.p, path.len);
+    if (query.p != NULL) {
+        put(x->path, sizeof(x->path), &n, "?", 1);
+        put(x->path, sizeof(x->path), &n, query.p, query.len);
+    }
 }
 
 void

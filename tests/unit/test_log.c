@@ -1,7 +1,8 @@
 /*
  * proxy/log.c: a full stderr never blocks the caller; what does not fit is dropped, counted
  * and reported once the destination drains, with every line whole and in order; log_reopen
- * moves to a new file under the old name.
+ * moves to a new file under the old name; the access log's method and target fields keep what
+ * fits, NUL-terminated.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -17,6 +18,7 @@
 
 #include <cmocka.h>
 
+#include "proxy/accesslog.h"
 #include "proxy/log.h"
 
 #define NLINES 2000
@@ -168,6 +170,40 @@ test_reopen_without_file(void **state)
     assert_int_equal(errno, ENOENT);
 }
 
+static struct h1_slice
+sl(const char *p, size_t n)
+{
+    return (struct h1_slice){p, n};
+}
+
+static void
+test_xlog_target_fits_and_truncates(void **state)
+{
+    (void)state;
+    struct xlog x;
+    memset(&x, 'Z', sizeof(x));
+    xlog_target(&x, sl("POSTxx", 4), sl("/mapi/emsmdb/zz", 13), sl(NULL, 0));
+    assert_string_equal(x.method, "POST");
+    assert_string_equal(x.path, "/mapi/emsmdb/");
+    xlog_target(&x, sl("GET", 3), sl("/owa/", 5), sl("a=1&b=2", 7));
+    assert_string_equal(x.path, "/owa/?a=1&b=2");
+    /* an empty query still shows its "?" as it was received */
+    xlog_target(&x, sl("GET", 3), sl("/", 1), sl("", 0));
+    assert_string_equal(x.path, "/?");
+
+    char longp[1000], longm[100];
+    memset(longp, 'p', sizeof(longp));
+    memset(longm, 'M', sizeof(longm));
+    xlog_target(&x, sl(longm, sizeof(longm)), sl(longp, 100), sl(longp, 500));
+    assert_int_equal(strlen(x.method), sizeof(x.method) - 1);
+    assert_int_equal(strlen(x.path), sizeof(x.path) - 1);
+    assert_int_equal(x.path[100], '?');
+    assert_int_equal(x.path[101], 'p');
+    xlog_target(&x, sl("GET", 3), sl(longp, sizeof(longp)), sl("q", 1));
+    assert_int_equal(strlen(x.path), sizeof(x.path) - 1);
+    assert_null(strchr(x.path, '?'));
+}
+
 int
 main(void)
 {
@@ -175,6 +211,7 @@ main(void)
         cmocka_unit_test(test_full_stderr_drops_and_reports),
         cmocka_unit_test(test_reopen),
         cmocka_unit_test(test_reopen_without_file),
+        cmocka_unit_test(test_xlog_target_fits_and_truncates),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
