@@ -211,6 +211,13 @@ static const struct guard_case attack_cases[] = {
      {{"MSEXCHTARGETMAILBOX", "S-1-5-20"}, {NULL}},
      false,
      "EXG-006"},
+    {"msExchProxyUri", "/ecp/", NULL, {{"msexchproxyuri", "https://x/"}, {NULL}}, false, "EXG-006"},
+    {"msExchLogonAccount",
+     "/ews/exchange.asmx",
+     NULL,
+     {{"Accept", "*/*"}, {"msExchLogonAccount", "S-1-5-20"}, {NULL}},
+     false,
+     "EXG-006"},
 
     /* EXG-007: malformed backend cookies (ProxyLogon) */
     {"Test-ProxyLogon cookie",
