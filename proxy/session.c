@@ -1,6 +1,6 @@
 /*
  * Session: one client connection, its pinned backend connection, and the HTTP exchange
- * between them. This file holds the state machine, the body relays, the timers and the one
+ * between them. This file holds the state machine, the body relays, the timer's expiry and the one
  * teardown path; the jobs it drives live in the session_*.c files (see session_int.h) and in
  * conn (socket and TLS I/O), admit, headers, relay and frame, upstream, reply, accesslog, authn.
  *
@@ -51,47 +51,7 @@ log_access(struct session *s)
     xlog_write(&s->xlog, conf_of(s)->access_log, s->id, s->peer, &tv);
 }
 
-/* ---- timers -------------------------------------------------------------------------- */
-
-/* A silence timer: every read or write on the session pushes it back (idle, body). */
-void
-arm_timer(struct session *s, unsigned ms)
-{
-    s->timeout_ms = ms;
-    s->hard_timer = false;
-    touch(s);
-    struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
-    evtimer_add(s->timer, &tv);
-}
-
-/* A deadline ms after `from`: nothing that arrives meanwhile moves it (head, handshake). */
-static void
-arm_deadline(struct session *s, const struct timeval *from, unsigned ms)
-{
-    struct timeval tv, spent;
-    now(s, &tv);
-    timersub(&tv, from, &spent);
-    long used = spent.tv_sec < 0 ? 0 : (long)spent.tv_sec * 1000 + spent.tv_usec / 1000;
-    unsigned left = used >= (long)ms ? 1 : ms - (unsigned)used;
-    s->timeout_ms = ms;
-    s->hard_timer = true;
-    struct timeval d = {.tv_sec = left / 1000, .tv_usec = (left % 1000) * 1000};
-    evtimer_add(s->timer, &d);
-}
-
-unsigned
-header_timeout(const struct session *s)
-{
-    if (s->route != NULL)
-        return s->route->header_timeout_ms;
-    /* Before the first request no route is known: the shortest header timeout applies. */
-    const struct conf *c = conf_of(s);
-    unsigned best = 30000;
-    for (size_t i = 0; i < c->nroutes; i++)
-        if (i == 0 || c->routes[i].header_timeout_ms < best)
-            best = c->routes[i].header_timeout_ms;
-    return best;
-}
+/* ---- timers (the arming is in session_timer.c) ---------------------------------------- */
 
 /* The first byte of a request head has arrived: header_timeout runs from now to its end. */
 static void
@@ -185,17 +145,8 @@ static void
 timer_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct session *s = arg;
-    struct timeval tv, idle;
-    now(s, &tv);
-    timersub(&tv, &s->last_activity, &idle);
-    unsigned long idle_ms = (unsigned long)idle.tv_sec * 1000 + (unsigned long)idle.tv_usec / 1000;
-    if (!s->hard_timer && idle_ms + 5 < s->timeout_ms) {
-        /* There was activity since the timer was set: wait for the rest of the period. */
-        unsigned left = s->timeout_ms - (unsigned)idle_ms;
-        struct timeval d = {.tv_sec = left / 1000, .tv_usec = (left % 1000) * 1000};
-        evtimer_add(s->timer, &d);
+    if (timer_early(s))
         return;
-    }
     if (!s->handshake_done) {
         metrics_tls_failed(s->li, "timeout");
         log_info("sid=%" PRIu64 " client %s: TLS handshake not complete after %u ms, closing",

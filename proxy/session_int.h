@@ -95,6 +95,8 @@ struct session {
     bool closed;               /* session_close ran; memory is freed from the event loop */
     struct timeval head_start; /* first byte of the current head (accept for a new connection) */
     struct timeval last_activity;
+    struct timeval hard_due; /* the deadline, when hard_timer */
+    struct timeval timer_at; /* when the event timer fires, while it is pending */
     unsigned timeout_ms;
     struct session *next, *prev; /* the registry's list */
     struct xlog xlog;
@@ -148,14 +150,21 @@ record_backend(struct session *s, bool server_known)
     s->xlog.server = server_known ? &s->be->servers[s->server] : NULL;
 }
 
-/* ---- session.c: state machine, timers, teardown -------------------------------------- */
+/* ---- session.c: state machine, timer expiry, teardown ---------------------------------- */
 
 /* Writes the access line of the exchange in progress (once) and counts it. */
 void log_access(struct session *s);
+/* ---- session_timer.c: the session's timer ------------------------------------------ */
+
 /* A silence timer of ms: every read or write pushes it back. */
 void arm_timer(struct session *s, unsigned ms);
+/* A deadline ms after from: nothing that arrives meanwhile moves it. */
+void arm_deadline(struct session *s, const struct timeval *from, unsigned ms);
 /* The header timeout of the current route (the shortest of all before the first request). */
 unsigned header_timeout(const struct session *s);
+/* Called when the timer fires: true when the expiry has moved since it was set (the timer is
+ * set again for the rest), false when it is due. */
+bool timer_early(struct session *s);
 /* The only teardown path; the struct is freed from the event loop, s->closed stays readable. */
 void session_close(struct session *s);
 /* Closes the pinned backend connection and forgets what it was authenticated as. */
