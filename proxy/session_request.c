@@ -12,6 +12,7 @@
 #include "proxy/headers.h"
 #include "proxy/log.h"
 #include "proxy/metrics.h"
+#include "proxy/scratch.h"
 #include "proxy/session_int.h"
 
 /* Answers what admission refused. Returns true when the request goes on (a route matched). */
@@ -62,7 +63,7 @@ forward_head(struct session *s, const struct conf_route *r, struct evbuffer *hea
     }
     record_backend(s, true);
     evbuffer_add_buffer(conn_output(s->backend), head);
-    evbuffer_free(head);
+    scratch_put(head);
     s->be_authed |= s->req_conn_auth;
     s->resp = RESP_HEAD;
 }
@@ -99,7 +100,7 @@ start_request(struct session *s, size_t head_len)
         edge_start(s, &a, authz, head_len);
         return;
     }
-    struct evbuffer *authline = evbuffer_new(), *local = evbuffer_new(), *head = evbuffer_new();
+    struct evbuffer *authline = scratch_get(), *local = scratch_get(), *head = scratch_get();
     if (authline == NULL || local == NULL || head == NULL)
         goto oom;
     const char *why = NULL;
@@ -131,12 +132,9 @@ start_request(struct session *s, size_t head_len)
     forward_head(s, a.route, head);
     head = NULL;
 done:
-    if (authline != NULL)
-        evbuffer_free(authline);
-    if (local != NULL)
-        evbuffer_free(local);
-    if (head != NULL)
-        evbuffer_free(head);
+    scratch_put(authline);
+    scratch_put(local);
+    scratch_put(head);
     return;
 oom:
     session_close(s);

@@ -11,6 +11,7 @@
 #include "proxy/authn.h"
 #include "proxy/headers.h"
 #include "proxy/log.h"
+#include "proxy/scratch.h"
 #include "proxy/session_int.h"
 
 enum head_verdict {
@@ -103,10 +104,9 @@ take_response_head(struct session *s)
         break;
     }
     }
-    struct evbuffer *www = NULL, *hb = evbuffer_new();
-    if (hb == NULL || (www = evbuffer_new()) == NULL) {
-        if (hb != NULL)
-            evbuffer_free(hb);
+    struct evbuffer *www = NULL, *hb = scratch_get();
+    if (hb == NULL || (www = scratch_get()) == NULL) {
+        scratch_put(hb);
         session_close(s);
         return false;
     }
@@ -115,8 +115,8 @@ take_response_head(struct session *s)
         /* The client sees the edge's WWW-Authenticate lines only, never the backend's. */
         enum edge_resp_step st = h.status >= 200 ? edge_response_head(s, &h, www) : EDGE_STEP_PASS;
         if (st != EDGE_STEP_PASS) {
-            evbuffer_free(www);
-            evbuffer_free(hb);
+            scratch_put(www);
+            scratch_put(hb);
             if (st == EDGE_STEP_RESEND)
                 evbuffer_drain(in, head_len);
             return st == EDGE_STEP_RESEND;
@@ -127,9 +127,9 @@ take_response_head(struct session *s)
         set = (has_www || h.status >= 200) && authn_response(s->auth, s->route, &h, www);
     }
     bool made = headers_response(&h, set ? www : NULL, s->close_after, s->client_minor, hb);
-    evbuffer_free(www);
+    scratch_put(www);
     if (!made) {
-        evbuffer_free(hb);
+        scratch_put(hb);
         session_close(s);
         return false;
     }
@@ -139,14 +139,14 @@ take_response_head(struct session *s)
     if (h.status < 200) {
         /* 100 Continue and friends go out at once; the final response follows */
         evbuffer_add_buffer(conn_output(s->client), hb);
-        evbuffer_free(hb);
+        scratch_put(hb);
         return true;
     }
     /* The rewritten head replaces the received one in front of the body: after the drain it
      * usually fits where the old head was, so head and first body bytes leave in one write
      * (one TLS record) instead of two. */
     evbuffer_prepend(in, evbuffer_pullup(hb, -1), nh);
-    evbuffer_free(hb);
+    scratch_put(hb);
     s->resp_prefix = nh;
     s->resp = RESP_BODY;
     return true;
