@@ -74,11 +74,11 @@ listed_in_connection(const struct h1_head *h, const struct conn_lines *c, struct
 static bool
 hop_by_hop(const struct h1_head *h, const struct conn_lines *c, struct h1_slice name)
 {
-    static const char *const hop[] = {"Connection", "Keep-Alive", "Proxy-Connection", "TE",
-                                      "Upgrade"};
-    for (size_t i = 0; i < sizeof(hop) / sizeof(hop[0]); i++)
-        if (h1_slice_eq(name, hop[i]))
-            return true;
+    /* Literal names: h1_slice_eq compares lengths first, with no strlen. */
+    if (h1_slice_eq(name, "Connection") || h1_slice_eq(name, "Keep-Alive") ||
+        h1_slice_eq(name, "Proxy-Connection") || h1_slice_eq(name, "TE") ||
+        h1_slice_eq(name, "Upgrade"))
+        return true;
     return listed_in_connection(h, c, name);
 }
 
