@@ -34,6 +34,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -52,10 +53,10 @@
 #define MAX_WORKERS 256
 #define DEF_GRACE_MS 30000u
 #define DEF_HANDSHAKE_TIMEOUT_MS 10000u
-/* Each connection pair costs two descriptors; a worker's 20000-descriptor budget holds 9000
- * pairs with room for listeners, logs and backends being connected. */
-#define DEF_MAX_CONNECTIONS 9000
 #define MAX_MAX_CONNECTIONS 1000000
+/* Descriptors a worker keeps out of the max_connections default: listeners, logs, the event
+ * loop, health checks, and the splice pipes (SPLICE_MAX_PIPES = 256, two descriptors each). */
+#define FD_RESERVE (64 + 2 * 256)
 #define DEF_MAX_ACCEPT 64
 #define MAX_MAX_ACCEPT 100000
 #define DEF_MAX_HANDSHAKES 2
@@ -1354,7 +1355,10 @@ load_globals(struct loader *ld, const config_setting_t *root, struct conf *c)
     c->high_water = DEF_HIGH_WATER;
     c->grace_ms = DEF_GRACE_MS;
     c->handshake_timeout_ms = DEF_HANDSHAKE_TIMEOUT_MS;
-    c->max_connections = DEF_MAX_CONNECTIONS;
+    struct rlimit rl;
+    /* exshim raises its soft limit to the hard one at start (proxy/main.c) */
+    c->max_connections = conf_auto_max_connections(
+        getrlimit(RLIMIT_NOFILE, &rl) == 0 ? (unsigned long long)rl.rlim_max : 1024);
     c->max_connections_per_client = 0;
     c->max_accept = DEF_MAX_ACCEPT;
     c->max_handshakes = DEF_MAX_HANDSHAKES;
@@ -1721,6 +1725,16 @@ cleanup:
 }
 
 /* ---- exported ----------------------------------------------------------------------- */
+
+size_t
+conf_auto_max_connections(unsigned long long nofile)
+{
+    if (nofile == (unsigned long long)RLIM_INFINITY || nofile / 2 > MAX_MAX_CONNECTIONS)
+        return MAX_MAX_CONNECTIONS;
+    if (nofile < FD_RESERVE + 4)
+        return 1;
+    return (size_t)((nofile - FD_RESERVE) / 2);
+}
 
 int
 conf_load(const char *path, struct conf **conf_out, char *err, size_t errlen)

@@ -182,7 +182,7 @@ struct conf {
     size_t high_water;                 /* relay output high-water mark, default 65536 */
     unsigned grace_ms;                 /* drain period on SIGTERM, default 30000 */
     unsigned handshake_timeout_ms;     /* TLS handshake deadline from accept, default 10000 */
-    size_t max_connections;            /* client connections per worker, default 9000 */
+    size_t max_connections;            /* client connections per worker, default: fd limit */
     size_t max_connections_per_client; /* per client address and worker; 0 = no limit */
     /* Fairness while clients arrive in bursts: connections accepted per listener and TLS
      * ClientHellos answered per event-loop turn (defaults 64 and 2); the rest wait for the
@@ -210,6 +210,13 @@ struct conf {
      * by the master; NULL when the block is absent. */
     char *metrics_host, *metrics_port;
 };
+
+/*
+ * The default max_connections for a worker whose descriptor limit is nofile: two descriptors
+ * per client connection (it and its backend connection) after a reserve for listeners, logs,
+ * health checks and splice pipes; 9712 under a limit of 20000. At least 1.
+ */
+size_t conf_auto_max_connections(unsigned long long nofile);
 
 /*
  * Parses and validates FILE. On success stores a new struct conf in *conf_out (caller frees

@@ -199,6 +199,25 @@ hex32(const unsigned char h[32], char out[65])
         snprintf(out + 2 * i, 3, "%02x", h[i]);
 }
 
+/* A max_connections set above what the descriptor limit allows is kept (the admin may raise
+ * the limit under a service manager), but said: past the limit accept pauses on EMFILE. */
+static void
+check_fd_budget(const struct conf *c)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY)
+        return;
+    unsigned long long lim = (unsigned long long)rl.rlim_cur;
+    size_t fits = conf_auto_max_connections(lim);
+    if (c->max_connections <= fits)
+        return;
+    unsigned long long reserve = lim > 2ULL * fits ? lim - 2ULL * fits : 0;
+    log_warnx("max_connections %zu per worker needs about %llu descriptors (two per connection "
+              "and %llu more); the limit is %llu, which holds %zu connections: past that a "
+              "worker pauses accepting until descriptors free up",
+              c->max_connections, 2ULL * c->max_connections + reserve, reserve, lim, fits);
+}
+
 /*
  * Extended Protection (DESIGN.md F11): with channel binding, Windows clients hash the
  * certificate they saw; IIS compares it with its own. TLS bridging works only when the backend
@@ -804,6 +823,7 @@ reload(struct master *m)
         goto done;
     }
     check_extended_protection(g->conf);
+    check_fd_budget(g->conf);
     if (gen_start(m, g, err, sizeof(err)) != 0) {
         log_error("reload failed, generation %u keeps running: %s", old->id, err);
         log_init(old->conf->log_level, old->conf->log_file);
@@ -1145,6 +1165,7 @@ main(int argc, char **argv)
     raise_fd_limit();
     signal(SIGPIPE, SIG_IGN);
     check_extended_protection(g->conf);
+    check_fd_budget(g->conf);
 
     if (detach) {
         if (daemon(1, g->conf->log_file == NULL) != 0)

@@ -77,8 +77,8 @@ quiet_cb(evutil_socket_t fd, short what, void *arg)
 
 /*
  * max_connections: at the cap the listeners stop accepting, so further clients wait in the
- * kernel's accept queue (or go to another worker) instead of being refused; below it again,
- * accepting resumes. One line each way.
+ * kernel's accept queue of this worker's sockets instead of being refused (SO_REUSEPORT does
+ * not move them to another worker); below it again, accepting resumes. One line each way.
  */
 static void
 set_accepting(struct worker *w)

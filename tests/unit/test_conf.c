@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -314,7 +315,9 @@ test_defaults(void **state)
     assert_int_equal(c->high_water, 65536);
     assert_int_equal(c->grace_ms, 30000);
     assert_int_equal(c->handshake_timeout_ms, 10000);
-    assert_int_equal(c->max_connections, 9000);
+    struct rlimit rl;
+    assert_int_equal(getrlimit(RLIMIT_NOFILE, &rl), 0);
+    assert_int_equal(c->max_connections, conf_auto_max_connections(rl.rlim_max));
     assert_int_equal(c->max_connections_per_client, 0);
     assert_int_equal(c->max_accept, 64);
     assert_int_equal(c->max_handshakes, 2);
@@ -1508,6 +1511,20 @@ test_health_keys(void **state)
     conf_free(c);
 }
 
+/* The default cap follows the descriptor limit: two per connection after the reserve. */
+static void
+test_auto_max_connections(void **state)
+{
+    (void)state;
+    assert_int_equal(conf_auto_max_connections(20000), 9712);
+    assert_int_equal(conf_auto_max_connections(1024), 224);
+    assert_int_equal(conf_auto_max_connections(600), 12);
+    assert_int_equal(conf_auto_max_connections(100), 1);
+    assert_int_equal(conf_auto_max_connections(0), 1);
+    assert_int_equal(conf_auto_max_connections(1ULL << 40), 1000000);
+    assert_int_equal(conf_auto_max_connections((unsigned long long)RLIM_INFINITY), 1000000);
+}
+
 int
 main(void)
 {
@@ -1515,6 +1532,7 @@ main(void)
         cmocka_unit_test(test_health_keys),
         cmocka_unit_test(test_hardening_keys),
         cmocka_unit_test(test_full_config),
+        cmocka_unit_test(test_auto_max_connections),
         cmocka_unit_test(test_metrics_block),
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_accepted_forms),
