@@ -21,6 +21,9 @@ CFLAGS_ALL += -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-f
 LDFLAGS_ALL += -fsanitize=address,undefined
 endif
 LIBS := $(PKG_LIBS) -lhttp_parser
+# Debian's http-parser as the oracle that the head parser's differential test compares against
+ORACLE_SRC  := tests/unit/h1_oracle.c
+ORACLE_LIBS := -lhttp_parser
 
 AUTH_SRC  := $(wildcard auth/*.c)
 CONF_SRC  := $(wildcard conf/*.c)
@@ -82,6 +85,8 @@ $(BUILD)/tests/%: $(call obj,tests/unit/%.c) $(LIBPROXY) $(LIBAUTH) $(LIBCONF)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS) -lcmocka
 units: $(UNITS)
+$(BUILD)/tests/test_http1: $(call obj,$(ORACLE_SRC))
+$(BUILD)/tests/test_http1: LIBS += $(ORACLE_LIBS)
 
 # test_auth_edge runs auth/edge.c over a fake GSS layer: every authgss_* call edge.c makes is
 # redirected to the test's __wrap_ functions, and free() is wrapped to check that password
