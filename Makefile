@@ -21,7 +21,8 @@ CFLAGS_ALL += -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-f
 LDFLAGS_ALL += -fsanitize=address,undefined
 endif
 LIBS := $(PKG_LIBS) -lhttp_parser
-# Debian's http-parser as the oracle that the head parser's differential test compares against
+# Debian's http-parser as the oracle that the head parser's differential test and fuzzer
+# compare against
 ORACLE_SRC  := tests/unit/h1_oracle.c
 ORACLE_LIBS := -lhttp_parser
 
@@ -114,6 +115,8 @@ FUZZ_DEPS := $(AUTH_SRC) $(PURE_SRC)
 $(BUILD)/fuzz/%: tests/fuzz/%.c $(FUZZ_DEPS)
 	@mkdir -p $(dir $@)
 	$(CLANG) $(FUZZ_CFLAGS) -o $@ $^ $(LIBS)
+$(BUILD)/fuzz/fuzz_http1: $(ORACLE_SRC)
+$(BUILD)/fuzz/fuzz_http1: LIBS += $(ORACLE_LIBS)
 # Session-level target: the real session code (all of proxy/ but main.c, auth/, conf/) over
 # socketpairs and a loopback backend; this rule wins over the pattern rule above.
 FUZZ_SESSION := $(BUILD)/fuzz/fuzz_session

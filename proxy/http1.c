@@ -5,7 +5,8 @@
  * name ":" OWS value OWS CRLF with the byte rules a proxy at the edge needs (CRLF only, no bare
  * CR or LF, no NUL or other control byte but HTAB, no DEL, no obs-fold, no whitespace before
  * the colon). finish_headers then applies the framing rules. Debian's http-parser, which is
- * built non-strict, is not used here.
+ * built non-strict, is not used here; the unit test and the fuzzer run it as an oracle that
+ * must agree on every head this parser accepts (tests/unit/h1_oracle.c).
  */
 #include "proxy/http1.h"
 
