@@ -277,6 +277,12 @@ finish_headers(struct h1_head *h, bool is_request, int *status_out)
                 return "several Transfer-Encoding headers";
             }
             te = x;
+        } else if (x->name.len > 17 && strncasecmp(x->name.p, "Transfer-Encoding", 17) == 0) {
+            /* http-parser (node before 12, and others built on it) flags a message as
+             * Transfer-Encoding as soon as a name starts with it: one more reading of the
+             * framing than ours. */
+            *status_out = is_request ? 400 : 502;
+            return "header name that extends Transfer-Encoding";
         } else if (h1_slice_eq(x->name, "Connection")) {
             if (h1_list_has(x->value, "close"))
                 conn_close = true;

@@ -100,6 +100,9 @@ static const struct bad_case bad_cases[] = {
     {"CL plus", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +5\r\n\r\n", 400},
     {"CL huge", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999999999999999\r\n\r\n", 400},
     {"TE gzip", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n", 400},
+    {"TE-prefixed name", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encodingx: chunked\r\n\r\n", 400},
+    {"tab after CL", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\t\r\n\r\n", 400},
+    {"tab before TE", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding:\tchunked\r\n\r\n", 400},
     {"TE chunked,gzip", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
      400},
     {"obs-fold", "GET / HTTP/1.1\r\nHost: a\r\nX-A: a\r\n b\r\n\r\n", 400},
@@ -515,13 +518,16 @@ test_oracle_file_heads(void **state)
 }
 
 /* Heads that stand for the traffic: a MAPI request with OWS, an empty value and obs-text, an
- * RPC request, a response. */
+ * RPC request, a response, and a smuggling-shaped request (Content-Length with
+ * Transfer-Encoding) whose one-byte variants probe the framing rules. */
 static const char *const diff_seeds[] = {
     "POST /mapi/emsmdb/?MailboxId=a@b HTTP/1.1\r\nHost: mail\r\nX-RequestType:  Execute \r\n"
     "Content-Length: 12\r\nX-E:\r\nX-O: \xe9t\xe9\r\n\r\n",
     "RPC_IN_DATA /rpc/rpcproxy.dll?srv:6001 HTTP/1.0\r\nUser-Agent:\tMSRPC\t\r\n\r\n",
     "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: NTLM\r\nContent-Length: 0\r\n"
     "Connection: keep-alive\r\n\r\n",
+    "POST /ews/exchange.asmx HTTP/1.1\r\nHost: mail\r\nContent-Length: 5\r\n"
+    "Transfer-Encoding: chunked\r\n\r\n",
 };
 
 /* Each byte value inserted before, and put in place of, each byte of the seeds. */
