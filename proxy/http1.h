@@ -1,11 +1,10 @@
 /*
  * HTTP/1.x message heads and body framing, over plain memory (no libevent, no logging).
  *
- * Heads are validated strictly (smuggling defences) and described by slices into the
- * caller's buffer; http-parser (Debian's libhttp-parser) checks the header syntax. Chunked
- * bodies are framed by exshim's own strict parser (proxy/chunked.h), not by http-parser, which
- * Debian builds non-strict. Request methods are any RFC 9110 token, so RPC_IN_DATA and
- * RPC_OUT_DATA, which http-parser does not know, are parsed here and never shown to it.
+ * Heads are parsed by exshim's own strict single-pass parser (smuggling defences) and described
+ * by slices into the caller's buffer; chunked bodies by exshim's own strict parser
+ * (proxy/chunked.h). Request methods are any RFC 9110 token, so RPC_IN_DATA and RPC_OUT_DATA
+ * are parsed like any other.
  */
 #ifndef PROXY_HTTP1_H
 #define PROXY_HTTP1_H
@@ -75,10 +74,13 @@ size_t h1_head_end(const char *buf, size_t len);
  * Parses a complete request head (buf[0..len) must end with the empty line, as found by
  * h1_head_end). Fills *h; headers go to the caller's array hdrs of capacity maxhdrs.
  * Returns H1_OK, or H1_ERROR with *status_out (400, 431, 501, 505) and *why_out (static text).
- * Rejected: bad request line, non-token method, obs-fold, bare CR/LF, NUL and control bytes in
- * header lines, Content-Length with Transfer-Encoding, several or malformed Content-Length,
- * a Transfer-Encoding other than a final "chunked", Transfer-Encoding in HTTP/1.0, no Host in
- * HTTP/1.1, several Host headers or an invalid one, more than maxhdrs headers (431).
+ * Each header line is name ":" OWS value OWS CRLF with name 1*tchar (no whitespace before the
+ * colon); values may hold obs-text and come without their OWS.
+ * Rejected: bad request line, non-token method, obs-fold, bare CR/LF, NUL, DEL and control
+ * bytes but HTAB in header lines, a line that is not a header field, Content-Length with
+ * Transfer-Encoding, several or malformed Content-Length, a Transfer-Encoding other than
+ * "chunked" alone, Transfer-Encoding in HTTP/1.0, no Host in HTTP/1.1, several Host headers or
+ * an invalid one, more than maxhdrs headers (431).
  * Borrows buf; *h holds views into it.
  */
 int h1_parse_request(const char *buf, size_t len, struct h1_head *h, struct h1_header *hdrs,
@@ -91,11 +93,6 @@ int h1_parse_request(const char *buf, size_t len, struct h1_head *h, struct h1_h
 int h1_parse_response(const char *buf, size_t len, bool head_request, struct h1_head *h,
                       struct h1_header *hdrs, size_t maxhdrs, int *status_out,
                       const char **why_out);
-
-/* The byte rules of a header block [p, end): every line ends in CRLF, no NUL, no control byte
- * but HTAB, no DEL, no line starting with whitespace (obs-fold). NULL or the reason. Exposed
- * for its unit test; h1_parse_request/response apply it. */
-const char *h1_scan_header_bytes(const char *p, const char *end);
 
 /* Finds the first header named NAME (case-insensitive). Returns a view or NULL. */
 const struct h1_header *h1_find(const struct h1_head *h, const char *name);

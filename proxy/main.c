@@ -34,7 +34,6 @@
 #include <unistd.h>
 
 #include <event2/event.h>
-#include <http_parser.h>
 #include <libconfig.h>
 
 #include "conf/conf.h"
@@ -88,11 +87,9 @@ usage(FILE *f)
 static void
 version(void)
 {
-    unsigned long hp = http_parser_version();
     printf("exshim %s\n", EXSHIM_VERSION);
     printf("  libevent %s\n", event_get_version());
     printf("  %s\n", tlsctx_library_version());
-    printf("  http-parser %lu.%lu.%lu\n", (hp >> 16) & 255, (hp >> 8) & 255, hp & 255);
     printf("  libconfig %d.%d.%d\n", LIBCONFIG_VER_MAJOR, LIBCONFIG_VER_MINOR,
            LIBCONFIG_VER_REVISION);
     printf("  MIT krb5 GSS-API (linked through libgssapi_krb5)\n");

@@ -1,14 +1,19 @@
 /*
  * libFuzzer target for proxy/http1: request and response heads.
- * Properties: every slice lies inside the input; a head found by h1_head_end parses or is
- * rejected with a 4xx/5xx status. (Chunked bodies have their own target, fuzz_chunked.)
+ * Properties: every slice lies inside the input and each line runs from its name to the end of
+ * its value; a head found by h1_head_end parses or is rejected with a 4xx/5xx status; whatever
+ * is accepted, http-parser accepts too with the same names and values (tests/unit/h1_oracle.h),
+ * else abort. (Chunked bodies have their own target, fuzz_chunked.)
  */
 #include <assert.h>
+#include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "proxy/http1.h"
+#include "tests/unit/h1_oracle.h"
 
 #define NH 128
 
@@ -21,7 +26,7 @@ check_slice(struct h1_slice s, const char *buf, size_t len)
 }
 
 static void
-check_head(const struct h1_head *h, const char *buf, size_t len)
+check_head(const struct h1_head *h, const char *buf, size_t len, bool is_request)
 {
     check_slice(h->method, buf, len);
     check_slice(h->target, buf, len);
@@ -32,6 +37,14 @@ check_head(const struct h1_head *h, const char *buf, size_t len)
         check_slice(h->headers[i].value, buf, len);
         check_slice(h->headers[i].line, buf, len);
         assert(h->headers[i].name.len > 0);
+        assert(h->headers[i].line.p == h->headers[i].name.p);
+        assert(h->headers[i].line.p + h->headers[i].line.len ==
+               h->headers[i].value.p + h->headers[i].value.len);
+    }
+    const char *diff = h1oracle_compare(buf, len, is_request, h);
+    if (diff != NULL) {
+        fprintf(stderr, "fuzz_http1: exshim and http-parser disagree: %s\n", diff);
+        abort();
     }
 }
 
@@ -53,13 +66,13 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         const char *why = NULL;
         int rc = h1_parse_request(buf, end, &h, hd, NH, &st, &why);
         if (rc == H1_OK) {
-            check_head(&h, buf, end);
+            check_head(&h, buf, end, true);
         } else {
             assert(rc == H1_ERROR && st >= 400 && st < 600 && why != NULL);
         }
         rc = h1_parse_response(buf, end, size & 1, &h, hd, NH, &st, &why);
         if (rc == H1_OK)
-            check_head(&h, buf, end);
+            check_head(&h, buf, end, false);
         else
             assert(rc == H1_ERROR && st >= 400 && st < 600 && why != NULL);
     }
