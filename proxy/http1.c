@@ -72,8 +72,9 @@ h1_list_has(struct h1_slice s, const char *token)
 const struct h1_header *
 h1_find(const struct h1_head *h, const char *name)
 {
+    size_t n = strlen(name);
     for (size_t i = 0; i < h->nheaders; i++)
-        if (h1_slice_eq(h->headers[i].name, name))
+        if (h->headers[i].name.len == n && strncasecmp(h->headers[i].name.p, name, n) == 0)
             return &h->headers[i];
     return NULL;
 }
