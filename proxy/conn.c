@@ -23,6 +23,8 @@
 #define TLS_RECORD 16384
 /* One TLS read lands in a chain this large (a record plus OpenSSL's read-ahead). */
 #define TLS_READ_CHUNK (TLS_RECORD + 1024)
+/* The shortest chain end sent as a record of its own rather than joined to what follows. */
+#define TLS_SPLIT_MIN 2048
 #define DEFAULT_READ_CAP 65536
 /* Splice reads per readable event at most, so one bulk flow does not starve the others. */
 #define SPLICE_TURNS 8
@@ -470,8 +472,19 @@ write_tls(struct conn *c)
     while (r == TLSIO_OK && evbuffer_get_length(c->out) > 0) {
         size_t len = evbuffer_get_length(c->out);
         size_t n = len < TLS_RECORD ? len : TLS_RECORD;
-        /* Small chains are joined into one record; a large chain is used in place. */
-        const void *p = evbuffer_pullup(c->out, (ev_ssize_t)n);
+        /* A chain holding the whole record is used in place. A chain that ends short of it
+         * but is not small (a stream's reads end anywhere) becomes a shorter record of its
+         * own: joining it to the next would copy up to a record's worth. Small pieces (a
+         * response head before its body) are joined into one record. */
+        struct evbuffer_iovec first;
+        const void *p;
+        if (evbuffer_peek(c->out, -1, NULL, &first, 1) >= 1 && first.iov_len < n &&
+            first.iov_len >= TLS_SPLIT_MIN) {
+            n = first.iov_len;
+            p = first.iov_base;
+        } else {
+            p = evbuffer_pullup(c->out, (ev_ssize_t)n);
+        }
         if (p == NULL) {
             set_error(c, "out of memory");
             return -1;
