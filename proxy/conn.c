@@ -490,10 +490,12 @@ write_tls(struct conn *c)
             return -1;
         }
         size_t put = 0;
+        tlsio_more(c->ssl, len > n);
         r = tlsio_write(c->ssl, p, n, &put, c->err, sizeof(c->err));
         if (r == TLSIO_OK)
             evbuffer_drain(c->out, put);
     }
+    tlsio_more(c->ssl, false);
     if (r == TLSIO_WANT_READ)
         c->io_wants_rw = true;
     if (r == TLSIO_EOF)

@@ -456,9 +456,15 @@ tlsctx_library_version(void)
  */
 #define GATHER_RECORDS 4
 #define GATHER_CAP (GATHER_RECORDS * (16384 + 256)) /* whole records with their overhead */
+/* A record this large, with nothing gathered before it, goes to the socket from OpenSSL's own
+ * buffer: copying a 16 KiB record costs more than the send() it would save. MSG_MORE, while
+ * proxy/conn.c says more records follow, keeps the kernel from sending a short segment per
+ * record, so the socket still sees one push per batch. */
+#define DIRECT_MIN 4096
 
 struct gather {
     int fd;
+    bool more;          /* the caller has more records to write right after this one */
     unsigned char *buf; /* NULL while empty */
     size_t off, len;    /* unsent: buf[off, off + len) */
 };
@@ -505,7 +511,21 @@ gather_write(BIO *b, const char *in, int inl)
     BIO_clear_retry_flags(b);
     if (inl <= 0)
         return 0;
-    size_t n = (size_t)inl;
+    size_t n = (size_t)inl, sent = 0;
+    if (g->len == 0 && n >= DIRECT_MIN) {
+        ssize_t r;
+        do
+            r = send(g->fd, in, n, MSG_NOSIGNAL | (g->more ? MSG_MORE : 0));
+        while (r < 0 && errno == EINTR);
+        if (r == (ssize_t)n)
+            return inl;
+        if (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
+            return -1;
+        /* The socket took part or nothing: the rest is gathered and waits for it. */
+        sent = r > 0 ? (size_t)r : 0;
+        in += sent;
+        n -= sent;
+    }
     if (g->len + n > GATHER_CAP && gather_flush(g) != 0)
         return -1;
     size_t room = GATHER_CAP - g->len;
@@ -525,7 +545,7 @@ gather_write(BIO *b, const char *in, int inl)
     }
     memcpy(g->buf + g->off + g->len, in, n);
     g->len += n;
-    return (int)n;
+    return (int)(sent + n);
 }
 
 static long
@@ -683,6 +703,14 @@ tlsio_unsent(SSL *ssl)
 {
     struct gather *g = ssl != NULL ? gather_of(ssl) : NULL;
     return g != NULL ? g->len : 0;
+}
+
+void
+tlsio_more(SSL *ssl, bool more)
+{
+    struct gather *g = gather_of(ssl);
+    if (g != NULL)
+        g->more = more;
 }
 
 enum tlsio_result

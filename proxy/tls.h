@@ -74,6 +74,9 @@ enum tlsio_result tlsio_write(struct ssl_st *ssl, const void *buf, size_t len, s
  * TLSIO_ERROR (err set; the rest is dropped).
  */
 size_t tlsio_unsent(struct ssl_st *ssl);
+/* More records follow the next tlsio_write at once (sent with MSG_MORE); false for the last
+ * of a batch, so that the kernel pushes them. */
+void tlsio_more(struct ssl_st *ssl, bool more);
 enum tlsio_result tlsio_flush(struct ssl_st *ssl, char *err, size_t errlen);
 /* No handshake message processed yet: the next step takes the (costly) ClientHello. */
 bool tlsio_hello_due(struct ssl_st *ssl);
