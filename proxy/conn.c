@@ -296,6 +296,8 @@ fill_tls(struct conn *c, size_t want)
         if (r == TLSIO_OK) {
             got = true;
             want -= n < want ? n : want;
+            if (tlsio_drained(c->ssl))
+                break;
             continue;
         }
         if (r == TLSIO_WANT_READ)

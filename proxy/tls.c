@@ -465,6 +465,7 @@ tlsctx_library_version(void)
 struct gather {
     int fd;
     bool more;          /* the caller has more records to write right after this one */
+    bool drained;       /* the last read() returned less than asked: the socket is empty */
     unsigned char *buf; /* NULL while empty */
     size_t off, len;    /* unsent: buf[off, off + len) */
 };
@@ -548,11 +549,40 @@ gather_write(BIO *b, const char *in, int inl)
     return (int)(sent + n);
 }
 
+/* Reads for OpenSSL, noting whether the socket had less than OpenSSL asked for: then it is
+ * empty, and the caller need not ask again only to be told EAGAIN (one read per request). */
+static int
+sock_read(BIO *b, char *out, int outl)
+{
+    struct gather *g = BIO_get_data(b);
+    BIO_clear_retry_flags(b);
+    if (outl <= 0)
+        return 0;
+    ssize_t r;
+    do
+        r = read(g->fd, out, (size_t)outl);
+    while (r < 0 && errno == EINTR);
+    if (r > 0) {
+        g->drained = r < outl;
+        return (int)r;
+    }
+    g->drained = true;
+    if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        BIO_set_retry_read(b);
+        return -1;
+    }
+    return r == 0 ? 0 : -1;
+}
+
 static long
 gather_ctrl(BIO *b, int cmd, long num, void *ptr)
 {
     struct gather *g = BIO_get_data(b);
     switch (cmd) {
+    case BIO_C_GET_FD:
+        if (ptr != NULL)
+            *(int *)ptr = g->fd;
+        return g->fd;
     case BIO_CTRL_FLUSH:
         BIO_clear_retry_flags(b);
         if (gather_flush(g) != 0)
@@ -583,7 +613,7 @@ gather_destroy(BIO *b)
     return 1;
 }
 
-/* A socket BIO reads; the gather BIO writes. Falls back to the plain socket BIO for both when
+/* One BIO of ours reads (sock_read) and writes (gather); OpenSSL's socket BIO does both when
  * memory runs out. */
 void
 tlsio_attach(SSL *ssl, int fd, bool server)
@@ -593,22 +623,21 @@ tlsio_attach(SSL *ssl, int fd, bool server)
         gather_method = BIO_meth_new(gather_type, "exshim gather");
     }
     if (gather_method != NULL && BIO_meth_get_write(gather_method) == NULL) {
+        BIO_meth_set_read(gather_method, sock_read);
         BIO_meth_set_write(gather_method, gather_write);
         BIO_meth_set_ctrl(gather_method, gather_ctrl);
         BIO_meth_set_destroy(gather_method, gather_destroy);
     }
-    BIO *rbio = BIO_new_socket(fd, BIO_NOCLOSE);
-    BIO *wbio = gather_method != NULL ? BIO_new(gather_method) : NULL;
+    BIO *bio = gather_method != NULL ? BIO_new(gather_method) : NULL;
     struct gather *g = calloc(1, sizeof(*g));
-    if (rbio != NULL && wbio != NULL && g != NULL) {
+    if (bio != NULL && g != NULL) {
         g->fd = fd;
-        BIO_set_data(wbio, g);
-        BIO_set_init(wbio, 1);
-        SSL_set_bio(ssl, rbio, wbio);
+        BIO_set_data(bio, g);
+        BIO_set_init(bio, 1);
+        SSL_set_bio(ssl, bio, bio); /* one reference serves both directions */
     } else {
         free(g);
-        BIO_free(rbio);
-        BIO_free(wbio);
+        BIO_free(bio);
         SSL_set_fd(ssl, fd);
     }
     if (server)
@@ -730,6 +759,16 @@ bool
 tlsio_pending(SSL *ssl)
 {
     return SSL_has_pending(ssl) == 1;
+}
+
+bool
+tlsio_drained(SSL *ssl)
+{
+    BIO *r = SSL_get_rbio(ssl);
+    if (r == NULL || BIO_method_type(r) != gather_type)
+        return false;
+    const struct gather *g = BIO_get_data(r);
+    return g->drained && SSL_has_pending(ssl) != 1;
 }
 
 const char *

@@ -82,6 +82,9 @@ enum tlsio_result tlsio_flush(struct ssl_st *ssl, char *err, size_t errlen);
 bool tlsio_hello_due(struct ssl_st *ssl);
 /* Decrypted or buffered record bytes wait inside OpenSSL (no socket event will announce them). */
 bool tlsio_pending(struct ssl_st *ssl);
+/* After a tlsio_read: OpenSSL holds no unread bytes and the socket had none beyond what it
+ * read, so a further read would only find nothing (level-triggered events announce more). */
+bool tlsio_drained(struct ssl_st *ssl);
 /* The negotiated protocol ("TLSv1.3"); static text. */
 const char *tlsio_version(const struct ssl_st *ssl);
 /* Sends close_notify without waiting for the peer's, and frees ssl. Accepts NULL. */
