@@ -1320,17 +1320,29 @@ load_route(struct loader *ld, const config_setting_t *g, struct conf_route *r)
 
 /* ---- top level ---------------------------------------------------------------------- */
 
-static const char *const top_keys[] = {"workers",          "log_file",
-                                       "log_level",        "access_log",
-                                       "max_header_bytes", "max_headers",
-                                       "high_water",       "grace",
-                                       "drain_timeout",    "max_generations",
-                                       "listeners",        "backends",
-                                       "routes",           "handshake_timeout",
-                                       "max_connections",  "max_connections_per_client",
-                                       "target_policy",    "edge",
-                                       "metrics",          "max_accept",
-                                       "max_handshakes",   NULL};
+static const char *const top_keys[] = {"workers",
+                                       "log_file",
+                                       "log_level",
+                                       "access_log",
+                                       "max_header_bytes",
+                                       "max_headers",
+                                       "high_water",
+                                       "grace",
+                                       "drain_timeout",
+                                       "max_generations",
+                                       "listeners",
+                                       "backends",
+                                       "routes",
+                                       "handshake_timeout",
+                                       "max_connections",
+                                       "max_connections_per_client",
+                                       "target_policy",
+                                       "edge",
+                                       "metrics",
+                                       "max_accept",
+                                       "max_handshakes",
+                                       "cpu_affinity",
+                                       NULL};
 static const char *const edge_keys[] = {"keytab", "principal", NULL};
 /* Keys that only make sense inside a listener, backend or route. */
 static const char *const nested_keys[] = {
@@ -1398,6 +1410,7 @@ load_globals(struct loader *ld, const config_setting_t *root, struct conf *c)
         c->log_level = (enum conf_log_level)((int)CONF_LOG_ERROR + (int)i);
     }
     if (opt_bool(ld, root, "access_log", &c->access_log) < 0 ||
+        opt_bool(ld, root, "cpu_affinity", &c->cpu_affinity) < 0 ||
         opt_size(ld, root, "max_header_bytes", MIN_MAX_HEADER_BYTES, MAX_MAX_HEADER_BYTES,
                  &c->max_header_bytes) < 0 ||
         opt_size(ld, root, "max_headers", MIN_MAX_HEADERS, MAX_MAX_HEADERS, &c->max_headers) < 0 ||

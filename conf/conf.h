@@ -174,6 +174,7 @@ enum conf_target_policy {
 struct conf {
     char *file;
     int workers;                       /* 0 = "auto" (number of online CPUs) */
+    bool cpu_affinity;                 /* worker i runs on the i-th allowed CPU; default false */
     char *log_file;                    /* NULL: stderr only */
     enum conf_log_level log_level;     /* default info */
     bool access_log;                   /* default true */

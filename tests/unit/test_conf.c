@@ -130,7 +130,7 @@ static const char full_conf[] =
     "workers = 4;\n"                                                  /* 1 */
     "log_file = \"exshim.log\";\n"                                    /* 2 */
     "log_level = \"debug\";\n"                                        /* 3 */
-    "access_log = false;\n"                                           /* 4 */
+    "access_log = false; cpu_affinity = true;\n"                      /* 4 */
     "max_header_bytes = 131072;\n"                                    /* 5 */
     "max_headers = 300;\n"                                            /* 6 */
     "high_water = 32768;\n"                                           /* 7 */
@@ -182,6 +182,7 @@ test_full_config(void **state)
     assert_string_equal(c->log_file, in_tmp("exshim.log"));
     assert_int_equal(c->log_level, CONF_LOG_DEBUG);
     assert_false(c->access_log);
+    assert_true(c->cpu_affinity);
     assert_int_equal(c->max_header_bytes, 131072);
     assert_int_equal(c->max_headers, 300);
     assert_int_equal(c->high_water, 32768);
@@ -310,6 +311,7 @@ test_defaults(void **state)
     assert_null(c->log_file);
     assert_int_equal(c->log_level, CONF_LOG_INFO);
     assert_true(c->access_log);
+    assert_false(c->cpu_affinity);
     assert_int_equal(c->max_header_bytes, 65536);
     assert_int_equal(c->max_headers, 200);
     assert_int_equal(c->high_water, 65536);
@@ -703,6 +705,8 @@ static const struct err_case err_cases[] = {
      "must be greater than zero"},
     {"guard not bool", L_ B_ "routes = ( { path = \"/x\"; backend = \"b\"; guard = \"off\"; } );\n",
      3, "routes.[0].guard", "expected true or false*"},
+    {"cpu_affinity not bool", "cpu_affinity = \"auto\";\n" L_ B_ R_, 1, "cpu_affinity",
+     "expected true or false*"},
     {"log_level", "log_level = \"verbose\";\n" L_ B_ R_, 1, "log_level",
      "unknown level 'verbose' (expected error, warn, info or debug)"},
     {"newline in value stays one line", "log_level = \"a\\nb\";\n" L_ B_ R_, 1, "log_level",
