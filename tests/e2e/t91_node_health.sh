@@ -168,10 +168,13 @@ cp "$T/exshim.log" "$T/a-exshim.log.txt"
 
 # ---- (b) descriptor limit -----------------------------------------------------------------
 NOFILE=48 HOLD=80
+# max_connections above what 48 descriptors hold (the default would follow the limit and
+# stop accepting first): the accept() that fails for want of a descriptor is the case here.
 cat >"$T/b.conf" <<EOC
 workers = 1;
 log_level = "info";
 grace = "2s";
+max_connections = 1000;
 metrics = { address = "127.0.0.1:0"; };
 listeners = ( { name = "plain"; address = "127.0.0.1:0"; } );
 backends = ( { name = "lab"; servers = [ "127.0.0.1:$LAB_PORT" ]; } );
