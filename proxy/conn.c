@@ -23,6 +23,9 @@
 #define TLS_RECORD 16384
 /* One TLS read lands in a chain this large (a record plus OpenSSL's read-ahead). */
 #define TLS_READ_CHUNK (TLS_RECORD + 1024)
+/* At most this much space is set aside at once for the records of a stream (the event library
+ * rounds the chain up to 128 KiB). */
+#define TLS_BULK_CHAIN (7 * TLS_RECORD)
 /* The shortest chain end sent as a record of its own rather than joined to what follows. */
 #define TLS_SPLIT_MIN 2048
 #define DEFAULT_READ_CAP 65536
@@ -57,6 +60,7 @@ struct conn {
     bool reading;      /* rev is added */
     bool writing;      /* wev is added */
     bool io_wants_rw;  /* TLS: the last read needs the socket writable, or a write readable */
+    bool tls_bulk;     /* TLS: the last record read was a full one (a stream) */
     bool server;       /* accepted (TLS server side) */
     bool dead;         /* conn_free ran while a callback was on the stack */
     bool hs_queued;    /* waits in the handshake gate for its next handshake step */
@@ -281,6 +285,10 @@ fill_tls(struct conn *c, size_t want)
 {
     bool got = false;
     c->io_wants_rw = false;
+    /* The last read ended on a full record: a stream. This turn's records share one chain (one
+     * allocation, one iovec on the plain side) instead of a chain each. */
+    if (c->tls_bulk && want >= 2 * TLS_READ_CHUNK)
+        evbuffer_expand(c->in, want < TLS_BULK_CHAIN ? want : TLS_BULK_CHAIN);
     while (want > 0) {
         size_t chunk = want < TLS_READ_CHUNK ? want : TLS_READ_CHUNK;
         struct evbuffer_iovec v;
@@ -295,6 +303,7 @@ fill_tls(struct conn *c, size_t want)
         evbuffer_commit_space(c->in, &v, n > 0 ? 1 : 0);
         if (r == TLSIO_OK) {
             got = true;
+            c->tls_bulk = n == TLS_RECORD;
             want -= n < want ? n : want;
             if (tlsio_drained(c->ssl))
                 break;
