@@ -54,9 +54,6 @@
 #define DEF_GRACE_MS 30000u
 #define DEF_HANDSHAKE_TIMEOUT_MS 10000u
 #define MAX_MAX_CONNECTIONS 1000000
-/* Descriptors a worker keeps out of the max_connections default: listeners, logs, the event
- * loop, health checks, and the splice pipes (SPLICE_MAX_PIPES = 256, two descriptors each). */
-#define FD_RESERVE (64 + 2 * 256)
 #define DEF_MAX_ACCEPT 64
 #define MAX_MAX_ACCEPT 100000
 #define DEF_MAX_HANDSHAKES 2
@@ -1744,9 +1741,9 @@ conf_auto_max_connections(unsigned long long nofile)
 {
     if (nofile == (unsigned long long)RLIM_INFINITY || nofile / 2 > MAX_MAX_CONNECTIONS)
         return MAX_MAX_CONNECTIONS;
-    if (nofile < FD_RESERVE + 4)
+    if (nofile < CONF_FD_RESERVE + 4)
         return 1;
-    return (size_t)((nofile - FD_RESERVE) / 2);
+    return (size_t)((nofile - CONF_FD_RESERVE) / 2);
 }
 
 int

@@ -212,10 +212,14 @@ struct conf {
     char *metrics_host, *metrics_port;
 };
 
+/* Descriptors a worker keeps out of the max_connections default: listeners, logs, the event
+ * loop, health checks, and the splice pipes (SPLICE_MAX_PIPES = 256, two descriptors each). */
+#define CONF_FD_RESERVE (64 + 2 * 256)
+
 /*
  * The default max_connections for a worker whose descriptor limit is nofile: two descriptors
- * per client connection (it and its backend connection) after a reserve for listeners, logs,
- * health checks and splice pipes; 9712 under a limit of 20000. At least 1.
+ * per client connection (it and its backend connection) after CONF_FD_RESERVE; 9712 under a
+ * limit of 20000. At least 1.
  */
 size_t conf_auto_max_connections(unsigned long long nofile);
 

@@ -166,11 +166,12 @@ hw_line(struct hw *w, struct h1_slice line)
 static bool
 hw_open(struct hw *w, struct evbuffer *out, size_t bound, struct evbuffer_iovec *v)
 {
-    if (evbuffer_reserve_space(out, (ev_ssize_t)bound, v, 1) != 1)
+    /* One vector: the event library hands out at least bound contiguous bytes, or fails. */
+    if (evbuffer_reserve_space(out, (ev_ssize_t)bound, v, 1) != 1 || v->iov_len < bound)
         return false;
     w->p = v->iov_base;
-    w->end = w->p + (v->iov_len < bound ? v->iov_len : bound);
-    return (size_t)(w->end - w->p) >= bound;
+    w->end = w->p + bound;
+    return true;
 }
 
 static void

@@ -208,11 +208,11 @@ check_fd_budget(const struct conf *c)
     size_t fits = conf_auto_max_connections(lim);
     if (c->max_connections <= fits)
         return;
-    unsigned long long reserve = lim > 2ULL * fits ? lim - 2ULL * fits : 0;
     log_warnx("max_connections %zu per worker needs about %llu descriptors (two per connection "
-              "and %llu more); the limit is %llu, which holds %zu connections: past that a "
+              "and %d more); the limit is %llu, which holds %zu connections: past that a "
               "worker pauses accepting until descriptors free up",
-              c->max_connections, 2ULL * c->max_connections + reserve, reserve, lim, fits);
+              c->max_connections, 2ULL * c->max_connections + CONF_FD_RESERVE, CONF_FD_RESERVE, lim,
+              fits);
 }
 
 /*

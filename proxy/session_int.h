@@ -154,17 +154,6 @@ record_backend(struct session *s, bool server_known)
 
 /* Writes the access line of the exchange in progress (once) and counts it. */
 void log_access(struct session *s);
-/* ---- session_timer.c: the session's timer ------------------------------------------ */
-
-/* A silence timer of ms: every read or write pushes it back. */
-void arm_timer(struct session *s, unsigned ms);
-/* A deadline ms after from: nothing that arrives meanwhile moves it. */
-void arm_deadline(struct session *s, const struct timeval *from, unsigned ms);
-/* The header timeout of the current route (the shortest of all before the first request). */
-unsigned header_timeout(const struct session *s);
-/* Called when the timer fires: true when the expiry has moved since it was set (the timer is
- * set again for the rest), false when it is due. */
-bool timer_early(struct session *s);
 /* The only teardown path; the struct is freed from the event loop, s->closed stays readable. */
 void session_close(struct session *s);
 /* Closes the pinned backend connection and forgets what it was authenticated as. */
@@ -179,6 +168,18 @@ void process_backend(struct session *s);
 void finish_exchange(struct session *s);
 /* Moves response body bytes to the client; hw: the client output's high-water mark. */
 void relay_response_body(struct session *s, size_t hw);
+
+/* ---- session_timer.c: the session's timer ------------------------------------------ */
+
+/* A silence timer of ms: every read or write pushes it back. */
+void arm_timer(struct session *s, unsigned ms);
+/* A deadline ms after from: nothing that arrives meanwhile moves it. */
+void arm_deadline(struct session *s, const struct timeval *from, unsigned ms);
+/* The header timeout of the current route (the shortest of all before the first request). */
+unsigned header_timeout(const struct session *s);
+/* Called when the timer fires: true when the expiry has moved since it was set (the timer is
+ * set again for the rest), false when it is due. */
+bool timer_early(struct session *s);
 
 /* ---- session_reply.c: exshim's own answers ------------------------------------------- */
 

@@ -119,6 +119,10 @@ sni_table_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, 
     free(t);
 }
 
+/* OpenSSL's read-ahead buffer: two of the largest records a peer may send (16384 bytes of data,
+ * up to 256 of expansion, the 5-byte header), rounded up. */
+#define TLS_READ_BUF 33600
+
 /*
  * How proxy/conn.c drives OpenSSL: read-ahead (one read() takes every record the socket has),
  * partial writes with a buffer that may move between retries (the output is an evbuffer), and
@@ -134,9 +138,8 @@ set_io_modes(SSL_CTX *ctx)
      * the next one OpenSSL moves what is left in the buffer to its front: a buffer of N records
      * copies each byte about (N-1)/2 more times. At 128 KiB (8 records) a TLS upload spent 3.5
      * extra copies per byte (callgrind, 64 MiB: 234 M instructions of memmove) and 1 GiB cost
-     * the worker 1063 ms (median of 9); at two of the largest records 935 ms, one read() per
-     * two records. */
-    SSL_CTX_set_default_read_buffer_len(ctx, 2 * (16384 + 256 + 160));
+     * the worker 1063 ms (median of 9); at TLS_READ_BUF 935 ms, one read() per two records. */
+    SSL_CTX_set_default_read_buffer_len(ctx, TLS_READ_BUF);
 }
 
 static int
