@@ -1317,29 +1317,18 @@ load_route(struct loader *ld, const config_setting_t *g, struct conf_route *r)
 
 /* ---- top level ---------------------------------------------------------------------- */
 
-static const char *const top_keys[] = {"workers",
-                                       "log_file",
-                                       "log_level",
-                                       "access_log",
-                                       "max_header_bytes",
-                                       "max_headers",
-                                       "high_water",
-                                       "grace",
-                                       "drain_timeout",
-                                       "max_generations",
-                                       "listeners",
-                                       "backends",
-                                       "routes",
-                                       "handshake_timeout",
-                                       "max_connections",
-                                       "max_connections_per_client",
-                                       "target_policy",
-                                       "edge",
-                                       "metrics",
-                                       "max_accept",
-                                       "max_handshakes",
-                                       "cpu_affinity",
-                                       NULL};
+static const char *const top_keys[] = {"workers",          "log_file",
+                                       "log_level",        "access_log",
+                                       "max_header_bytes", "max_headers",
+                                       "high_water",       "grace",
+                                       "drain_timeout",    "max_generations",
+                                       "listeners",        "backends",
+                                       "routes",           "handshake_timeout",
+                                       "max_connections",  "max_connections_per_client",
+                                       "target_policy",    "edge",
+                                       "metrics",          "max_accept",
+                                       "max_handshakes",   "cpu_affinity",
+                                       "accept_balance",   NULL};
 static const char *const edge_keys[] = {"keytab", "principal", NULL};
 /* Keys that only make sense inside a listener, backend or route. */
 static const char *const nested_keys[] = {
@@ -1372,6 +1361,7 @@ load_globals(struct loader *ld, const config_setting_t *root, struct conf *c)
     c->max_accept = DEF_MAX_ACCEPT;
     c->max_handshakes = DEF_MAX_HANDSHAKES;
     c->target_policy = CONF_TARGET_STRICT;
+    c->accept_balance = CONF_BALANCE_ROUNDROBIN;
     c->drain_timeout_ms = DEF_DRAIN_TIMEOUT_MS;
     c->max_generations = DEF_MAX_GENERATIONS;
 
@@ -1431,6 +1421,16 @@ load_globals(struct loader *ld, const config_setting_t *root, struct conf *c)
             c->target_policy = CONF_TARGET_NORMALIZE;
         else
             return report(ld, s, NULL, "unknown policy '%s' (expected strict or normalize)", v);
+    }
+    if ((s = config_setting_get_member(root, "accept_balance")) != NULL) {
+        if (setting_string(ld, s, &v) < 0)
+            return -1;
+        if (strcasecmp(v, "roundrobin") == 0)
+            c->accept_balance = CONF_BALANCE_ROUNDROBIN;
+        else if (strcasecmp(v, "hash") == 0)
+            c->accept_balance = CONF_BALANCE_HASH;
+        else
+            return report(ld, s, NULL, "unknown method '%s' (expected roundrobin or hash)", v);
     }
     return 0;
 }

@@ -171,10 +171,18 @@ enum conf_target_policy {
     CONF_TARGET_NORMALIZE,  /* repair them as IIS would, then route and forward the result */
 };
 
+/* How a listener's new connections are spread over its workers' sockets (proxy/balance.h). */
+enum conf_accept_balance {
+    CONF_BALANCE_ROUNDROBIN = 0, /* in turn, by an eBPF program on the reuseport group */
+    CONF_BALANCE_HASH,           /* the kernel's hash of addresses and ports */
+};
+
 struct conf {
     char *file;
-    int workers;                       /* 0 = "auto" (number of online CPUs) */
-    bool cpu_affinity;                 /* worker i runs on the i-th allowed CPU; default false */
+    int workers;       /* 0 = "auto" (number of online CPUs) */
+    bool cpu_affinity; /* worker i runs on the i-th allowed CPU; default false */
+    /* default roundrobin */
+    enum conf_accept_balance accept_balance;
     char *log_file;                    /* NULL: stderr only */
     enum conf_log_level log_level;     /* default info */
     bool access_log;                   /* default true */

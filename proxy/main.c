@@ -38,6 +38,7 @@
 
 #include "conf/conf.h"
 #include "conf/policy.h"
+#include "proxy/balance.h"
 #include "proxy/log.h"
 #include "proxy/metrics.h"
 #include "proxy/notify.h"
@@ -281,14 +282,17 @@ check_extended_protection(const struct conf *c)
  * is closed after the new generation is ready.
  *
  * One shared socket per listener would serve too, but every worker would then wake for every
- * connection and the busiest would not be spared; per-slot sockets keep the kernel's
- * SO_REUSEPORT balancing that the benchmarks were measured with.
+ * connection and the busiest would not be spared. Which slot a connection goes to is the
+ * kernel's hash of its addresses and ports, or with accept_balance = "roundrobin" (the
+ * default) each slot in turn (proxy/balance.h, lsock_balance).
  */
 struct lsock {
     char *name, *host, *port; /* port as configured: "0" keeps a kernel-chosen port */
     int bound_port;
     int fds[MAX_WORKERS]; /* slots */
     int nfds;
+    int balanced;        /* workers the round-robin program spreads over; 0: the kernel's hash */
+    bool balance_warned; /* the program could not be attached, and the log said so */
 };
 
 /* One generation: a configuration, what was prepared from it, and the workers it runs. */
@@ -475,6 +479,47 @@ lsock_grow(struct lsock *s, int n)
 }
 
 /*
+ * Sets how the kernel spreads the connections of s over the slots of a generation of n
+ * workers. Round robin takes slots 0..n-1 in turn, by their index in the reuseport group:
+ * that is the order they were opened, so slot j < n is worker j's (slot_mine), and slots past
+ * n, left from a generation with more workers, get no new connections. A node drain closes
+ * slots and so reorders the group (close_worker_slots): from then on, and when the program
+ * cannot be attached (no eBPF, no permission), the kernel's hash.
+ */
+static void
+lsock_balance(struct lsock *s, enum conf_accept_balance how, int n)
+{
+    bool whole = n > 0 && s->nfds >= n;
+    for (int i = 0; i < s->nfds; i++)
+        whole = whole && s->fds[i] >= 0;
+    if (how == CONF_BALANCE_ROUNDROBIN && whole) {
+        if (s->balanced == n)
+            return;
+        char err[512];
+        if (balance_attach(s->fds[0], (unsigned)n, err, sizeof(err)) == 0) {
+            s->balanced = n;
+            log_info("listener %s: new connections go to its %d workers in turn", s->name, n);
+            return;
+        }
+        if (!s->balance_warned)
+            log_warnx("listener %s: accept_balance \"roundrobin\" is not available here (%s); "
+                      "the kernel's hash spreads connections over the workers",
+                      s->name, err);
+        s->balance_warned = true;
+    }
+    if (s->balanced == 0)
+        return;
+    for (int i = 0; i < s->nfds; i++) {
+        if (s->fds[i] >= 0) {
+            balance_detach(s->fds[i]);
+            break;
+        }
+    }
+    s->balanced = 0;
+    log_info("listener %s: new connections go to the workers by the kernel's hash", s->name);
+}
+
+/*
  * Finds or opens the listening sockets of every listener of g, with at least g->nworkers
  * slots each, and fills g->lmap. Sets fresh[i] for sets opened here (closed again by the
  * caller if the generation does not start). Returns 0, or -1 with err.
@@ -513,6 +558,7 @@ attach_sockets(struct master *m, struct generation *g, bool *fresh, char *err, s
                      l->line, l->name, l->host, l->port, strerror(errno));
             return -1;
         }
+        lsock_balance(s, c->accept_balance, g->nworkers);
         g->lmap[i] = (size_t)k;
     }
     return 0;
@@ -881,6 +927,8 @@ close_worker_slots(struct master *m, const struct generation *g, int index, int 
                   WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
     for (size_t li = 0; g->lmap != NULL && li < g->conf->nlisteners; li++) {
         struct lsock *s = m->socks[g->lmap[li]];
+        if (s != NULL)
+            lsock_balance(s, CONF_BALANCE_HASH, 0); /* closing a slot reorders the group */
         for (int slot = 0; s != NULL && slot < s->nfds; slot++) {
             if (slot_mine(g, slot, index) && s->fds[slot] >= 0) {
                 close(s->fds[slot]);

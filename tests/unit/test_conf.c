@@ -131,7 +131,7 @@ static const char full_conf[] =
     "log_file = \"exshim.log\";\n"                                    /* 2 */
     "log_level = \"debug\";\n"                                        /* 3 */
     "access_log = false; cpu_affinity = true;\n"                      /* 4 */
-    "max_header_bytes = 131072;\n"                                    /* 5 */
+    "max_header_bytes = 131072; accept_balance = \"hash\";\n"         /* 5 */
     "max_headers = 300;\n"                                            /* 6 */
     "high_water = 32768;\n"                                           /* 7 */
     "grace = \"2m\"; drain_timeout = \"10m\"; max_generations = 2;\n" /* 8 */
@@ -183,6 +183,7 @@ test_full_config(void **state)
     assert_int_equal(c->log_level, CONF_LOG_DEBUG);
     assert_false(c->access_log);
     assert_true(c->cpu_affinity);
+    assert_int_equal(c->accept_balance, CONF_BALANCE_HASH);
     assert_int_equal(c->max_header_bytes, 131072);
     assert_int_equal(c->max_headers, 300);
     assert_int_equal(c->high_water, 32768);
@@ -312,6 +313,7 @@ test_defaults(void **state)
     assert_int_equal(c->log_level, CONF_LOG_INFO);
     assert_true(c->access_log);
     assert_false(c->cpu_affinity);
+    assert_int_equal(c->accept_balance, CONF_BALANCE_ROUNDROBIN);
     assert_int_equal(c->max_header_bytes, 65536);
     assert_int_equal(c->max_headers, 200);
     assert_int_equal(c->high_water, 65536);
@@ -705,6 +707,8 @@ static const struct err_case err_cases[] = {
      "must be greater than zero"},
     {"guard not bool", L_ B_ "routes = ( { path = \"/x\"; backend = \"b\"; guard = \"off\"; } );\n",
      3, "routes.[0].guard", "expected true or false*"},
+    {"accept_balance", "accept_balance = \"random\";\n" L_ B_ R_, 1, "accept_balance",
+     "unknown method 'random' (expected roundrobin or hash)"},
     {"cpu_affinity not bool", "cpu_affinity = \"auto\";\n" L_ B_ R_, 1, "cpu_affinity",
      "expected true or false*"},
     {"log_level", "log_level = \"verbose\";\n" L_ B_ R_, 1, "log_level",

@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# accept_balance (the relay-rebuild issue: the kernel's reuseport hash gave one of 2 workers
+# 37 or 43 of 64 keep-alive clients, and that worker set the tail latency). Asserts:
+#  - by default ("roundrobin") 2 workers get exactly 20 each of 40 connections made one after
+#    another, and the log says the listener spreads in turn;
+#  - after a reload to 3 workers, the new generation's workers get exactly 20 each of 60;
+#  - after a reload back to 2, 15 each of 30 (the third slot, left from the larger
+#    generation, gets none and no connection waits in it unserved);
+#  - accept_balance = "hash" detaches the program (log line), and the connections are served;
+#  - without the capability to load eBPF, exshim says so once per listener and serves by hash.
+. "$(dirname "$0")/lib.sh"
+. "$E2E_DIR/edge.sh"
+[ -x "$EXSHIM" ] || skip "$EXSHIM not built"
+need ss
+need setpriv
+start_origin
+write_conf() { # FILE WORKERS EXTRA
+    cat >"$1" <<EOC
+workers = $2;
+log_level = "info";
+$3
+$(edge_listeners)
+backends = ( { name = "origin"; servers = [ "127.0.0.1:$ORIGIN_PORT" ]; } );
+routes = ( { path = "default"; backend = "origin"; } );
+EOC
+}
+
+# hold N PORT: N keep-alive connections, one after another, each served one request, all kept
+# open until $T/release exists (or 30 s); prints "ready" once all are answered.
+cat >"$T/hold.py" <<'EOF'
+import os, socket, sys, time
+n, port, release = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+conns = []
+for i in range(n):
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    s.sendall(b"GET /echo/%d HTTP/1.1\r\nHost: localhost\r\n\r\n" % i)
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        d = s.recv(4096)
+        if not d:
+            sys.exit("connection %d closed before its answer" % i)
+        buf += d
+    if not buf.startswith(b"HTTP/1.1 200"):
+        sys.exit("connection %d: %r" % (i, buf[:40]))
+    conns.append(s)
+print("ready", flush=True)
+t_end = time.monotonic() + 30
+while not os.path.exists(release) and time.monotonic() < t_end:
+    time.sleep(0.05)
+EOF
+
+# split N: holds N connections to the plain listener and prints how many each process owns,
+# sorted, e.g. "20 20".
+split() {
+    rm -f "$T/release" "$T/hold.out"
+    python3 "$T/hold.py" "$1" "$(port_of plain)" "$T/release" >"$T/hold.out" 2>&1 &
+    local hp=$!
+    wait_log "$T/hold.out" '^ready' 20 || { touch "$T/release"; fail "holding $1 connections: $(cat "$T/hold.out")"; }
+    ss -tnpH state established "( sport = :$(port_of plain) )" | grep -o 'pid=[0-9]*' | sort | uniq -c |
+        awk '{print $1}' | sort -n | tr '\n' ' ' | sed 's/ $//'
+    touch "$T/release"
+    wait "$hp" 2>/dev/null
+}
+
+write_conf "$T/rr.conf" 2 ""
+start_exshim_as rr "$T/rr.conf"
+[ "$(exshim_count 'listener plain: new connections go to its 2 workers in turn')" -eq 1 ] ||
+    fail "no log line 'listener plain: new connections go to its 2 workers in turn'"
+got=$(split 40)
+[ "$got" = "20 20" ] || fail "40 connections over 2 workers in turn: got '$got', want '20 20'"
+
+write_conf "$T/rr.conf" 3 ""
+kill -HUP "$EXSHIM_PID"
+wait_log "$EXSHIM_LOG" "info: generation 2 serving" 10 || fail "reload to 3 workers did not finish"
+wait_log "$EXSHIM_LOG" "info: generation 1: all workers ended" 10 || fail "generation 1 still runs"
+[ "$(exshim_count 'listener plain: new connections go to its 3 workers in turn')" -eq 1 ] ||
+    fail "after the reload to 3 workers: no log line 'its 3 workers in turn'"
+got=$(split 60)
+[ "$got" = "20 20 20" ] || fail "60 connections over 3 workers in turn: got '$got', want '20 20 20'"
+
+write_conf "$T/rr.conf" 2 ""
+kill -HUP "$EXSHIM_PID"
+wait_log "$EXSHIM_LOG" "info: generation 3 serving" 10 || fail "reload back to 2 workers did not finish"
+wait_log "$EXSHIM_LOG" "info: generation 2: all workers ended" 10 || fail "generation 2 still runs"
+got=$(split 30)
+[ "$got" = "15 15" ] || fail "30 connections over 2 workers (3 slots) in turn: got '$got', want '15 15'"
+
+write_conf "$T/rr.conf" 2 'accept_balance = "hash";'
+kill -HUP "$EXSHIM_PID"
+wait_log "$EXSHIM_LOG" "info: generation 4 serving" 10 || fail "reload to hash did not finish"
+[ "$(exshim_count "listener plain: new connections go to the workers by the kernel's hash")" -eq 1 ] ||
+    fail "after accept_balance = hash: no log line saying the kernel's hash is back"
+got=$(split 30)
+set -- $got
+[ $(( ${1:-0} + ${2:-0} )) -eq 30 ] || fail "hash: 30 connections held, the workers own '$got'"
+stop_exshim
+
+# No CAP_BPF / CAP_SYS_ADMIN (unprivileged eBPF is off on Debian): a clear warning, no error.
+[ "$(cat /proc/sys/kernel/unprivileged_bpf_disabled 2>/dev/null || echo 1)" != 0 ] ||
+    { pass "accept_balance spreads in turn across reloads (unprivileged eBPF is on here: the fallback case not run)"; exit 0; }
+EXSHIM_REAL=$EXSHIM
+printf '#!/bin/sh\nexec setpriv --bounding-set=-bpf,-sys_admin -- "%s" "$@"\n' "$EXSHIM_REAL" >"$T/nocap-exshim"
+chmod +x "$T/nocap-exshim"
+EXSHIM=$T/nocap-exshim
+write_conf "$T/nocap.conf" 2 ""
+start_exshim_as nocap "$T/nocap.conf"
+EXSHIM=$EXSHIM_REAL
+[ "$(exshim_count "warn: listener plain: accept_balance \"roundrobin\" is not available here \(bpf\(BPF_[A-Z_]+\): Operation not permitted\); the kernel's hash spreads")" -eq 1 ] ||
+    fail "without CAP_BPF: no warning naming the failure ($(grep -m1 accept_balance "$EXSHIM_LOG"))"
+got=$(split 20)
+set -- $got
+[ $(( ${1:-0} + ${2:-0} )) -eq 20 ] || fail "without CAP_BPF: 20 connections held, the workers own '$got'"
+stop_exshim
+pass "accept_balance spreads new connections in turn (20/20, 20/20/20 and 15/15 across reloads); hash on request; a clear warning without CAP_BPF"
