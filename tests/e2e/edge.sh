@@ -58,6 +58,18 @@ listeners = (
 EOC
 }
 
+# edge_origin_conf FILE GLOBALS [ROUTE_OPTIONS]: a configuration with log_level info, GLOBALS,
+# edge_listeners, one backend "origin" (start_origin's port) and the default route to it.
+edge_origin_conf() {
+    cat >"$1" <<EOC
+log_level = "info";
+$2
+$(edge_listeners)
+backends = ( { name = "origin"; servers = [ "127.0.0.1:$ORIGIN_PORT" ]; } );
+routes = ( { path = "default"; backend = "origin"; ${3:-} } );
+EOC
+}
+
 # exshim_count REGEX: lines of the current exshim log matching REGEX (grep -E).
 exshim_count() {
     grep -Ec -- "$1" "$EXSHIM_LOG" 2>/dev/null || true

@@ -9,16 +9,6 @@
 [ -x "$EXSHIM" ] || skip "$EXSHIM not built"
 need taskset
 start_origin
-write_conf() { # FILE EXTRA
-    cat >"$1" <<EOC
-workers = 2;
-log_level = "info";
-$2
-$(edge_listeners)
-backends = ( { name = "origin"; servers = [ "127.0.0.1:$ORIGIN_PORT" ]; } );
-routes = ( { path = "default"; backend = "origin"; } );
-EOC
-}
 # The CPUs this shell may use, in order (taskset prints e.g. "0-3,6").
 mine=$(taskset -pc $$ | sed 's/.*: //')
 cpus=()
@@ -31,7 +21,7 @@ done
 allowed_of() { taskset -pc "$1" | sed 's/.*: //'; }
 workers_of() { pgrep -P "$EXSHIM_PID" | sort -n; }
 
-write_conf "$T/pin.conf" "cpu_affinity = true;"
+edge_origin_conf "$T/pin.conf" "workers = 2; cpu_affinity = true;"
 start_exshim_as pin "$T/pin.conf"
 code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$(port_of plain)/echo/a")
 [ "$code" = 200 ] || fail "pinned workers: GET answered $code"
@@ -51,7 +41,7 @@ set -- $(for w in $(workers_of); do allowed_of "$w"; done | sort -u)
 [ $# -eq $((${#cpus[@]} >= 2 ? 2 : 1)) ] || fail "workers share a CPU while the box has ${#cpus[@]}: $*"
 stop_exshim
 
-write_conf "$T/free.conf" ""
+edge_origin_conf "$T/free.conf" "workers = 2;"
 start_exshim_as free "$T/free.conf"
 master=$(allowed_of "$EXSHIM_PID")
 for w in $(workers_of); do

@@ -14,16 +14,6 @@
 need ss
 need setpriv
 start_origin
-write_conf() { # FILE WORKERS EXTRA
-    cat >"$1" <<EOC
-workers = $2;
-log_level = "info";
-$3
-$(edge_listeners)
-backends = ( { name = "origin"; servers = [ "127.0.0.1:$ORIGIN_PORT" ]; } );
-routes = ( { path = "default"; backend = "origin"; } );
-EOC
-}
 
 # hold N PORT: N keep-alive connections, one after another, each served one request, all kept
 # open until $T/release exists (or 30 s); prints "ready" once all are answered.
@@ -62,14 +52,14 @@ split() {
     wait "$hp" 2>/dev/null
 }
 
-write_conf "$T/rr.conf" 2 ""
+edge_origin_conf "$T/rr.conf" "workers = 2;"
 start_exshim_as rr "$T/rr.conf"
 [ "$(exshim_count 'listener plain: new connections go to its 2 workers in turn')" -eq 1 ] ||
     fail "no log line 'listener plain: new connections go to its 2 workers in turn'"
 got=$(split 40)
 [ "$got" = "20 20" ] || fail "40 connections over 2 workers in turn: got '$got', want '20 20'"
 
-write_conf "$T/rr.conf" 3 ""
+edge_origin_conf "$T/rr.conf" "workers = 3;"
 kill -HUP "$EXSHIM_PID"
 wait_log "$EXSHIM_LOG" "info: generation 2 serving" 10 || fail "reload to 3 workers did not finish"
 wait_log "$EXSHIM_LOG" "info: generation 1: all workers ended" 10 || fail "generation 1 still runs"
@@ -78,14 +68,14 @@ wait_log "$EXSHIM_LOG" "info: generation 1: all workers ended" 10 || fail "gener
 got=$(split 60)
 [ "$got" = "20 20 20" ] || fail "60 connections over 3 workers in turn: got '$got', want '20 20 20'"
 
-write_conf "$T/rr.conf" 2 ""
+edge_origin_conf "$T/rr.conf" "workers = 2;"
 kill -HUP "$EXSHIM_PID"
 wait_log "$EXSHIM_LOG" "info: generation 3 serving" 10 || fail "reload back to 2 workers did not finish"
 wait_log "$EXSHIM_LOG" "info: generation 2: all workers ended" 10 || fail "generation 2 still runs"
 got=$(split 30)
 [ "$got" = "15 15" ] || fail "30 connections over 2 workers (3 slots) in turn: got '$got', want '15 15'"
 
-write_conf "$T/rr.conf" 2 'accept_balance = "hash";'
+edge_origin_conf "$T/rr.conf" 'workers = 2; accept_balance = "hash";'
 kill -HUP "$EXSHIM_PID"
 wait_log "$EXSHIM_LOG" "info: generation 4 serving" 10 || fail "reload to hash did not finish"
 [ "$(exshim_count "listener plain: new connections go to the workers by the kernel's hash")" -eq 1 ] ||
@@ -102,7 +92,7 @@ EXSHIM_REAL=$EXSHIM
 printf '#!/bin/sh\nexec setpriv --bounding-set=-bpf,-sys_admin -- "%s" "$@"\n' "$EXSHIM_REAL" >"$T/nocap-exshim"
 chmod +x "$T/nocap-exshim"
 EXSHIM=$T/nocap-exshim
-write_conf "$T/nocap.conf" 2 ""
+edge_origin_conf "$T/nocap.conf" "workers = 2;"
 start_exshim_as nocap "$T/nocap.conf"
 EXSHIM=$EXSHIM_REAL
 [ "$(exshim_count "warn: listener plain: accept_balance \"roundrobin\" is not available here \(bpf\(BPF_[A-Z_]+\): Operation not permitted\); the kernel's hash spreads")" -eq 1 ] ||

@@ -15,18 +15,7 @@
 [ -x "$EXSHIM" ] || skip "$EXSHIM not built"
 need openssl
 start_origin
-write_conf() { # FILE EXTRA
-    cat >"$1" <<EOC
-workers = 1;
-log_level = "info";
-access_log = true;
-$2
-$(edge_listeners)
-backends = ( { name = "origin"; servers = [ "127.0.0.1:$ORIGIN_PORT" ]; } );
-routes = ( { path = "default"; backend = "origin"; header_timeout = "30s"; } );
-EOC
-}
-write_conf "$T/maxconn.conf" "max_connections = 20;"
+edge_origin_conf "$T/maxconn.conf" "workers = 1; access_log = true; max_connections = 20;" 'header_timeout = "30s";'
 start_exshim_as maxconn "$T/maxconn.conf"
 "$PY" "$EC" maxconn --port "$(port_of plain)" --limit 20 --extra 5 --release 10 --wait 1.5 ||
     fail "max_connections: queued connection not held back, or lost"
@@ -41,7 +30,7 @@ seq=$(grep -Eo 'max_connections \(20\) reached|below max_connections \(20\) agai
 [ "$(exshim_count 'access sid=.* path=/echo/last status=200')" -eq 1 ] || fail "the queued request is not in the access log once"
 stop_exshim
 
-write_conf "$T/perclient.conf" "max_connections_per_client = 5;"
+edge_origin_conf "$T/perclient.conf" "workers = 1; access_log = true; max_connections_per_client = 5;" 'header_timeout = "30s";'
 start_exshim_as perclient "$T/perclient.conf"
 "$PY" "$EC" perclient --port "$(port_of plain)" --limit 5 || fail "max_connections_per_client"
 n=$(exshim_count 'client 127\.0\.0\.1:[0-9]+ refused: max_connections_per_client \(5\) reached')
