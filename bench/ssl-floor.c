@@ -31,6 +31,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <getopt.h>
 #include <malloc.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -289,43 +290,49 @@ main(int argc, char **argv)
     const char *cert = NULL, *key = NULL;
     int port = 25100, tls12 = 0, release = 1, no_ticket = 0, no_cache = 0;
     long conns = 1000, num_tickets = -1, read_ahead = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-#define VAL() (v ? (i++, v) : (fprintf(stderr, "ssl-floor: %s needs a value\n", a), exit(2), ""))
-        if (!strcmp(a, "--port"))
-            port = atoi(VAL());
-        else if (!strcmp(a, "--cert"))
-            cert = VAL();
-        else if (!strcmp(a, "--key"))
-            key = VAL();
-        else if (!strcmp(a, "--conns"))
-            conns = atol(VAL());
-        else if (!strcmp(a, "--tls12"))
-            tls12 = 1;
-        else if (!strcmp(a, "--no-release-buffers"))
-            release = 0;
-        else if (!strcmp(a, "--num-tickets"))
-            num_tickets = atol(VAL());
-        else if (!strcmp(a, "--no-ticket"))
-            no_ticket = 1;
-        else if (!strcmp(a, "--no-cache"))
-            no_cache = 1;
-        else if (!strcmp(a, "--membio"))
-            o_membio = 1;
-        else if (!strcmp(a, "--read-ahead"))
-            read_ahead = atol(VAL());
-        else if (!strcmp(a, "--trim"))
-            o_trim = 1;
-        else if (!strcmp(a, "--settle"))
-            o_settle_ms = atol(VAL());
-        else if (!strcmp(a, "--phases"))
-            o_phases = 1;
-        else if (!strcmp(a, "--massif-snapshot"))
-            o_snap = VAL();
-        else {
-            fprintf(stderr, "ssl-floor: unknown option %s\n", a);
-            return 2;
+    enum { O_NO_RELEASE = 256, O_NUM_TICKETS, O_NO_TICKET, O_NO_CACHE, O_READ_AHEAD, O_SNAP };
+    static const struct option opts[] = {
+        {"port", required_argument, NULL, 'p'},
+        {"cert", required_argument, NULL, 'c'},
+        {"key", required_argument, NULL, 'k'},
+        {"conns", required_argument, NULL, 'n'},
+        {"tls12", no_argument, NULL, '2'},
+        {"no-release-buffers", no_argument, NULL, O_NO_RELEASE},
+        {"num-tickets", required_argument, NULL, O_NUM_TICKETS},
+        {"no-ticket", no_argument, NULL, O_NO_TICKET},
+        {"no-cache", no_argument, NULL, O_NO_CACHE},
+        {"membio", no_argument, NULL, 'm'},
+        {"read-ahead", required_argument, NULL, O_READ_AHEAD},
+        {"trim", no_argument, NULL, 't'},
+        {"settle", required_argument, NULL, 's'},
+        {"phases", no_argument, NULL, 'P'},
+        {"massif-snapshot", required_argument, NULL, O_SNAP},
+        {NULL, 0, NULL, 0},
+    };
+    int o;
+    while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (o) {
+        case 'p': port = atoi(optarg); break;
+        case 'c': cert = optarg; break;
+        case 'k': key = optarg; break;
+        case 'n': conns = atol(optarg); break;
+        case '2': tls12 = 1; break;
+        case O_NO_RELEASE: release = 0; break;
+        case O_NUM_TICKETS: num_tickets = atol(optarg); break;
+        case O_NO_TICKET: no_ticket = 1; break;
+        case O_NO_CACHE: no_cache = 1; break;
+        case 'm': o_membio = 1; break;
+        case O_READ_AHEAD: read_ahead = atol(optarg); break;
+        case 't': o_trim = 1; break;
+        case 's': o_settle_ms = atol(optarg); break;
+        case 'P': o_phases = 1; break;
+        case O_SNAP: o_snap = optarg; break;
+        default: return 2; /* getopt_long has named the option */
         }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "ssl-floor: unexpected argument %s\n", argv[optind]);
+        return 2;
     }
     if (!cert || !key || conns < 1) {
         fprintf(stderr, "usage: ssl-floor --cert PEM --key PEM --conns N [--port P] [options]\n");
