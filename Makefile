@@ -100,6 +100,9 @@ EDGE_WRAPS := authgss_accept_new authgss_accept_free authgss_accept_step authgss
               authgss_init_free authgss_init_step free
 $(BUILD)/tests/test_auth_edge: LDFLAGS_ALL += $(addprefix -Wl$(comma)--wrap=,$(EDGE_WRAPS))
 
+# test_tlsio counts the write() calls proxy/tls.c makes.
+$(BUILD)/tests/test_tlsio: LDFLAGS_ALL += -Wl,--wrap=write
+
 # edge_client plays the proxy over auth/gss.h for t80_edge_gss.sh: it links libauth.a only.
 $(BUILD)/tests-tools/%: $(call obj,tests/tools/%.c) $(LIBAUTH)
 	@mkdir -p $(dir $@)

@@ -475,6 +475,7 @@ struct gather {
     bool more;          /* the caller has more records to write right after this one */
     bool drained;       /* the last read() returned less than asked: the socket is empty */
     bool corked;        /* the last send() said MSG_MORE: the kernel may hold a short tail */
+    bool hold;          /* inside a handshake step: its flushes wait for the step's end */
     unsigned char *buf; /* NULL while empty */
     size_t off, len;    /* unsent: buf[off, off + len) */
 };
@@ -597,6 +598,8 @@ gather_ctrl(BIO *b, int cmd, long num, void *ptr)
         return g->fd;
     case BIO_CTRL_FLUSH:
         BIO_clear_retry_flags(b);
+        if (g->hold)
+            return 1;
         if (gather_flush(g) != 0)
             return -1;
         if (g->len > 0) {
@@ -701,12 +704,34 @@ io_result(SSL *ssl, int r, char *err, size_t errlen)
 enum tlsio_result
 tlsio_handshake(SSL *ssl, char *err, size_t errlen)
 {
+    /* OpenSSL flushes after each flight and after each TLS 1.3 ticket: the server's last step
+     * made three write()s (Finished answered by two tickets). Its flushes are held until the
+     * step returns, so a step's output leaves in one. */
+    struct gather *g = gather_of(ssl);
+    if (g != NULL)
+        g->hold = true;
     ERR_clear_error();
     errno = 0;
     int r = SSL_do_handshake(ssl);
-    if (r == 1)
-        return TLSIO_OK;
-    return io_result(ssl, r, err, errlen);
+    int e = errno, flush_err = 0;
+    bool unsent = false;
+    if (g != NULL) {
+        g->hold = false;
+        if (g->len > 0 && gather_flush(g) != 0)
+            flush_err = errno;
+        unsent = g->len > 0;
+    }
+    errno = e;
+    enum tlsio_result res = r == 1 ? TLSIO_OK : io_result(ssl, r, err, errlen);
+    if (res == TLSIO_EOF || res == TLSIO_ERROR)
+        return res; /* OpenSSL's reason says more than the socket's about the alert it sent */
+    if (flush_err != 0) {
+        snprintf(err, errlen, "%s", strerror(flush_err));
+        return TLSIO_ERROR;
+    }
+    /* Done: what is unsent goes with the first write. Else the peer answers only what it has:
+     * wait for the socket first. */
+    return res != TLSIO_OK && unsent ? TLSIO_WANT_WRITE : res;
 }
 
 enum tlsio_result
