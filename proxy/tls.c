@@ -701,6 +701,16 @@ io_result(SSL *ssl, int r, char *err, size_t errlen)
     return TLSIO_ERROR;
 }
 
+/* SSL_get_error reads the thread's error queue: a stale entry would turn a WANT_READ into a
+ * failure, so the queue must be empty before each call. It nearly always is (failures drain
+ * it, tlsctx_errors), and emptying an empty queue still walks all its slots: look first. */
+static inline void
+errq_clear(void)
+{
+    if (ERR_peek_error() != 0)
+        ERR_clear_error();
+}
+
 enum tlsio_result
 tlsio_handshake(SSL *ssl, char *err, size_t errlen)
 {
@@ -710,7 +720,7 @@ tlsio_handshake(SSL *ssl, char *err, size_t errlen)
     struct gather *g = gather_of(ssl);
     if (g != NULL)
         g->hold = true;
-    ERR_clear_error();
+    errq_clear();
     errno = 0;
     int r = SSL_do_handshake(ssl);
     int e = errno, flush_err = 0;
@@ -737,7 +747,7 @@ tlsio_handshake(SSL *ssl, char *err, size_t errlen)
 enum tlsio_result
 tlsio_read(SSL *ssl, void *buf, size_t len, size_t *n, char *err, size_t errlen)
 {
-    ERR_clear_error();
+    errq_clear();
     errno = 0;
     *n = 0;
     int r = SSL_read_ex(ssl, buf, len, n);
@@ -749,7 +759,7 @@ tlsio_read(SSL *ssl, void *buf, size_t len, size_t *n, char *err, size_t errlen)
 enum tlsio_result
 tlsio_write(SSL *ssl, const void *buf, size_t len, size_t *n, char *err, size_t errlen)
 {
-    ERR_clear_error();
+    errq_clear();
     errno = 0;
     *n = 0;
     int r = SSL_write_ex(ssl, buf, len, n);
