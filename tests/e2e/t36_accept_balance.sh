@@ -52,32 +52,36 @@ split() {
     wait "$hp" 2>/dev/null
 }
 
+# reload GEN GLOBALS: rewrites rr.conf with GLOBALS, reloads, waits until generation GEN serves
+# and the one before it has ended.
+reload() {
+    edge_origin_conf "$T/rr.conf" "$2"
+    kill -HUP "$EXSHIM_PID"
+    wait_log "$EXSHIM_LOG" "info: generation $1 serving" 10 || fail "reload to '$2' did not finish"
+    wait_log "$EXSHIM_LOG" "info: generation $(($1 - 1)): all workers ended" 10 ||
+        fail "generation $(($1 - 1)) still runs after the reload to '$2'"
+}
+# expect_split N WANT: N connections in turn must land as WANT ("20 20").
+expect_split() {
+    local got
+    got=$(split "$1")
+    [ "$got" = "$2" ] || fail "$1 connections in turn: got '$got', want '$2'"
+}
+in_turn_logged() { # WORKERS
+    [ "$(exshim_count "listener plain: new connections go to its $1 workers in turn")" -eq 1 ] ||
+        fail "no log line 'listener plain: new connections go to its $1 workers in turn'"
+}
+
 edge_origin_conf "$T/rr.conf" "workers = 2;"
 start_exshim_as rr "$T/rr.conf"
-[ "$(exshim_count 'listener plain: new connections go to its 2 workers in turn')" -eq 1 ] ||
-    fail "no log line 'listener plain: new connections go to its 2 workers in turn'"
-got=$(split 40)
-[ "$got" = "20 20" ] || fail "40 connections over 2 workers in turn: got '$got', want '20 20'"
-
-edge_origin_conf "$T/rr.conf" "workers = 3;"
-kill -HUP "$EXSHIM_PID"
-wait_log "$EXSHIM_LOG" "info: generation 2 serving" 10 || fail "reload to 3 workers did not finish"
-wait_log "$EXSHIM_LOG" "info: generation 1: all workers ended" 10 || fail "generation 1 still runs"
-[ "$(exshim_count 'listener plain: new connections go to its 3 workers in turn')" -eq 1 ] ||
-    fail "after the reload to 3 workers: no log line 'its 3 workers in turn'"
-got=$(split 60)
-[ "$got" = "20 20 20" ] || fail "60 connections over 3 workers in turn: got '$got', want '20 20 20'"
-
-edge_origin_conf "$T/rr.conf" "workers = 2;"
-kill -HUP "$EXSHIM_PID"
-wait_log "$EXSHIM_LOG" "info: generation 3 serving" 10 || fail "reload back to 2 workers did not finish"
-wait_log "$EXSHIM_LOG" "info: generation 2: all workers ended" 10 || fail "generation 2 still runs"
-got=$(split 30)
-[ "$got" = "15 15" ] || fail "30 connections over 2 workers (3 slots) in turn: got '$got', want '15 15'"
-
-edge_origin_conf "$T/rr.conf" 'workers = 2; accept_balance = "hash";'
-kill -HUP "$EXSHIM_PID"
-wait_log "$EXSHIM_LOG" "info: generation 4 serving" 10 || fail "reload to hash did not finish"
+in_turn_logged 2
+expect_split 40 "20 20"
+reload 2 "workers = 3;"
+in_turn_logged 3
+expect_split 60 "20 20 20"
+reload 3 "workers = 2;" # three slots now, two workers: the third gets nothing new
+expect_split 30 "15 15"
+reload 4 'workers = 2; accept_balance = "hash";'
 [ "$(exshim_count "listener plain: new connections go to the workers by the kernel's hash")" -eq 1 ] ||
     fail "after accept_balance = hash: no log line saying the kernel's hash is back"
 got=$(split 30)
