@@ -179,10 +179,8 @@ enum conf_accept_balance {
 
 struct conf {
     char *file;
-    int workers;       /* 0 = "auto" (number of online CPUs) */
-    bool cpu_affinity; /* worker i runs on the i-th allowed CPU; default false */
-    /* default roundrobin */
-    enum conf_accept_balance accept_balance;
+    int workers;                       /* 0 = "auto" (number of online CPUs) */
+    bool cpu_affinity;                 /* worker i runs on the i-th allowed CPU; default false */
     char *log_file;                    /* NULL: stderr only */
     enum conf_log_level log_level;     /* default info */
     bool access_log;                   /* default true */
@@ -195,9 +193,11 @@ struct conf {
     size_t max_connections_per_client; /* per client address and worker; 0 = no limit */
     /* Fairness while clients arrive in bursts: connections accepted per listener and TLS
      * ClientHellos answered per event-loop turn (defaults 64 and 2); the rest wait for the
-     * next turn, after the established connections' I/O. */
+     * next turn, after the established connections' I/O; and which worker a new connection
+     * goes to (default roundrobin). */
     size_t max_accept;
     size_t max_handshakes;
+    enum conf_accept_balance accept_balance;
     enum conf_target_policy target_policy;
     /* Reload: how long a superseded generation of workers may keep serving the exchanges and
      * channels it holds (default 3600000, 0 = close them at once), and how many superseded
