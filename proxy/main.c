@@ -558,7 +558,6 @@ attach_sockets(struct master *m, struct generation *g, bool *fresh, char *err, s
                      l->line, l->name, l->host, l->port, strerror(errno));
             return -1;
         }
-        lsock_balance(s, c->accept_balance, g->nworkers);
         g->lmap[i] = (size_t)k;
     }
     return 0;
@@ -731,6 +730,10 @@ gen_start(struct master *m, struct generation *g, char *err, size_t errlen)
     }
     g->id = ++m->next_gen_id;
     g->nworkers = workers_for(m, g->conf);
+    int had[1024]; /* slots per socket set before this start, to undo what it grows */
+    size_t nsets = m->nsocks;
+    for (size_t k = 0; k < nsets; k++)
+        had[k] = m->socks[k] != NULL ? m->socks[k]->nfds : 0;
     if (attach_sockets(m, g, fresh, err, errlen) != 0)
         goto cleanup;
     if (pipe2(rp, O_CLOEXEC) != 0) {
@@ -755,6 +758,10 @@ gen_start(struct master *m, struct generation *g, char *err, size_t errlen)
                  g->id);
         goto cleanup;
     }
+    /* Only now: set while the workers were starting, a reload that then failed would leave
+     * the old generation's listeners spreading over slots it does not watch. */
+    for (size_t i = 0; i < g->conf->nlisteners; i++)
+        lsock_balance(m->socks[g->lmap[i]], g->conf->accept_balance, g->nworkers);
     rc = 0;
 cleanup:
     if (rp[0] >= 0)
@@ -764,6 +771,17 @@ cleanup:
     if (rc != 0) {
         reap_gen_now(g);
         detach_unused_sockets(m, current_gen(m), true, fresh);
+        /* Slots grown for the workers that never started: no worker watches them, and the
+         * kernel would still queue connections there. The last ones close first, so the
+         * group keeps the order of the others. */
+        for (size_t k = 0; k < nsets; k++) {
+            struct lsock *s = m->socks[k];
+            while (s != NULL && !fresh[k] && s->nfds > had[k]) {
+                s->nfds--;
+                if (s->fds[s->nfds] >= 0)
+                    close(s->fds[s->nfds]);
+            }
+        }
     }
     return rc;
 }

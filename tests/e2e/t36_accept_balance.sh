@@ -3,6 +3,8 @@
 # 37 or 43 of 64 keep-alive clients, and that worker set the tail latency). Asserts:
 #  - by default ("roundrobin") 2 workers get exactly 20 each of 40 connections made one after
 #    another, and the log says the listener spreads in turn;
+#  - a reload to 4 workers that fails (a port taken) after a listener grew slots leaves
+#    generation 1 serving 15 each of 30: nothing waits in the slots grown for it;
 #  - after a reload to 3 workers, the new generation's workers get exactly 20 each of 60;
 #  - after a reload back to 2, 15 each of 30 (the third slot, left from the larger
 #    generation, gets none and no connection waits in it unserved);
@@ -52,14 +54,15 @@ split() {
     wait "$hp" 2>/dev/null
 }
 
-# reload GEN GLOBALS: rewrites rr.conf with GLOBALS, reloads, waits until generation GEN serves
-# and the one before it has ended.
+# reload GEN GLOBALS [PREV]: rewrites rr.conf with GLOBALS, reloads, waits until generation GEN
+# serves and generation PREV (default GEN - 1) has ended.
 reload() {
+    local prev=${3:-$(($1 - 1))}
     edge_origin_conf "$T/rr.conf" "$2"
     kill -HUP "$EXSHIM_PID"
     wait_log "$EXSHIM_LOG" "info: generation $1 serving" 10 || fail "reload to '$2' did not finish"
-    wait_log "$EXSHIM_LOG" "info: generation $(($1 - 1)): all workers ended" 10 ||
-        fail "generation $(($1 - 1)) still runs after the reload to '$2'"
+    wait_log "$EXSHIM_LOG" "info: generation $prev: all workers ended" 10 ||
+        fail "generation $prev still runs after the reload to '$2'"
 }
 # expect_split N WANT: N connections in turn must land as WANT ("20 20").
 expect_split() {
@@ -76,12 +79,27 @@ edge_origin_conf "$T/rr.conf" "workers = 2;"
 start_exshim_as rr "$T/rr.conf"
 in_turn_logged 2
 expect_split 40 "20 20"
-reload 2 "workers = 3;"
+
+# A reload to 4 workers that fails after the plain listener grew to 4 slots (a third listener's
+# port is taken): generation 1 keeps serving from its 2 slots, and no connection goes to the
+# grown ones, which no worker watches.
+python3 -c 'import socket, time; s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(); print(s.getsockname()[1], flush=True); time.sleep(60)' >"$T/taken.port" &
+PIDS+=("$!")
+wait_log "$T/taken.port" '^[0-9]+$' 5 || fail "could not hold a port"
+edge_origin_conf "$T/rr.conf" "workers = 4;"
+sed -i "s|^  { name = \"plain\"; address = \"127.0.0.1:0\"; }|&,\n  { name = \"taken\"; address = \"127.0.0.1:$(cat "$T/taken.port")\"; }|" "$T/rr.conf"
+grep -q 'name = "taken"' "$T/rr.conf" || fail "the failing configuration was not written"
+kill -HUP "$EXSHIM_PID"
+wait_log "$EXSHIM_LOG" "reload failed, generation 1 keeps running: .*listeners.taken: cannot listen" 10 ||
+    fail "the reload with a taken port did not fail as expected ($(grep -m1 'reload failed' "$EXSHIM_LOG"))"
+expect_split 30 "15 15"
+
+reload 3 "workers = 3;" 1
 in_turn_logged 3
 expect_split 60 "20 20 20"
-reload 3 "workers = 2;" # three slots now, two workers: the third gets nothing new
+reload 4 "workers = 2;" # four slots now, two workers: slots 2 and 3 get nothing new
 expect_split 30 "15 15"
-reload 4 'workers = 2; accept_balance = "hash";'
+reload 5 'workers = 2; accept_balance = "hash";'
 [ "$(exshim_count "listener plain: new connections go to the workers by the kernel's hash")" -eq 1 ] ||
     fail "after accept_balance = hash: no log line saying the kernel's hash is back"
 got=$(split 30)
